@@ -1,0 +1,78 @@
+"""Command line of the pipeline: `python -m pipeline {train,promote,rollback,ui}`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pipeline.errors import PipelineError
+from pipeline.quiet import quiet
+from pipeline.settings import PipelineSettings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="execute notebooks/train.ipynb, register and gate the model")
+    train.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        help="a notebook parameter (repeatable), e.g. -p epochs 10",
+    )  # fmt: skip
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    promote = commands.add_parser("promote", help="give @champion to VERSION by hand (audited)")
+    promote.add_argument("version")
+    commands.add_parser("rollback", help="give @champion back to the version that held it before")
+    commands.add_parser("ui", help="start the MLflow UI on the configured store")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    quiet()
+    settings = PipelineSettings()
+    try:
+        return _run(args, settings)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    from pipeline import registry, tracking
+
+    if args.command == "train":
+        from pipeline.train import train
+
+        overrides = dict(args.parameter)
+        result = train(settings, overrides, progress_bar=not args.no_progress)
+        print(f"run {result.run_id}: registered {result.model_name} version {result.version}")
+        print(result.decision.summary(settings.champion_alias))
+        print(f"executed notebook: {result.executed_notebook}")
+        return 0
+    if args.command == "ui":
+        from pipeline.ui import ui_command
+
+        if not settings.is_embedded_store:
+            tracking.check_reachable(settings.tracking_uri)
+            print(f"the tracking server {settings.tracking_uri} serves its own UI")
+            return 0
+        command = ui_command(settings)
+        print(f"MLflow UI on http://{settings.ui_host}:{settings.ui_port} (store: {settings.tracking_uri})")
+        sys.stdout.flush()
+        os.execv(command[0], command)
+    client = tracking.connect(settings)
+    name, alias = settings.model_name, settings.champion_alias
+    if args.command == "promote":
+        previous = registry.promote(client, name, alias, args.version)
+        print(f"@{alias} of {name}: version {previous or '(none)'} -> {args.version}")
+    elif args.command == "rollback":
+        previous, target = registry.rollback(client, name, alias)
+        print(f"@{alias} of {name}: version {previous} -> {target} (rolled back)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The model registry: versions, the champion alias, and its audited history."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from pipeline.errors import AliasError
+from pipeline.lineage import TAG_PREFIX
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+HISTORY_TAG = f"{TAG_PREFIX}champion_history"
+HISTORY_LIMIT = 50
+
+
+def register(client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> ModelVersion:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="Trained by notebooks/train.ipynb (nbship).")
+    return client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+
+
+def holder(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version holding `alias`, or None when no version does (or the model is not registered)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def history(client: MlflowClient, name: str) -> list[str]:
+    """Versions that held the alias, oldest first (moves by this tool only)."""
+    tags = client.get_registered_model(name).tags
+    return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+
+def move_alias(client: MlflowClient, name: str, alias: str, version: str, action: str) -> str | None:
+    """Give `alias` to `version`; record who/when/from/to on the version and the model. Returns the old holder."""
+    previous = holder(client, name, alias)
+    from_version = previous.version if previous else None
+    client.set_registered_model_alias(name, alias, version)
+    if action != "rollback":
+        versions = [*history(client, name), version][-HISTORY_LIMIT:]
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(versions))
+    audit = {
+        "action": action,
+        "by": f"{getpass.getuser()}@{socket.gethostname()}",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "from": from_version or "",
+        "to": version,
+        "alias": alias,
+    }
+    for key, value in audit.items():
+        client.set_model_version_tag(name, version, f"audit.{key}", value)
+    client.set_registered_model_tag(name, "audit.last", json.dumps(audit))
+    return from_version
+
+
+def promote(client: MlflowClient, name: str, alias: str, version: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise AliasError(f"model {name!r} has no version {version!r}") from None
+    return move_alias(client, name, alias, version, action="promote")
+
+
+def rollback(client: MlflowClient, name: str, alias: str) -> tuple[str, str]:
+    """Give the alias back to the version that held it before the current one. Returns (from, to)."""
+    current = holder(client, name, alias)
+    if current is None:
+        raise AliasError(f"model {name!r} has no @{alias} to roll back")
+    versions = history(client, name)
+    while versions and versions[-1] == current.version:
+        versions.pop()
+    if not versions:
+        raise AliasError(f"@{alias} of {name!r} (version {current.version}) has no earlier holder to roll back to")
+    target = versions[-1]
+    move_alias(client, name, alias, target, action="rollback")
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(versions))
+    return current.version, target

@@ -1,0 +1,66 @@
+"""Settings of the training pipeline, read from the environment and `.env`.
+
+Built once at the entry point (`python -m pipeline ...`) and passed down; nothing reads them at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class PipelineSettings(BaseSettings):
+    # The project's .env wherever the command runs from; a .env in the current folder overrides it.
+    model_config = SettingsConfigDict(env_file=(PROJECT_ROOT / ".env", ".env"), extra="ignore")
+
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / ".nbship",
+        description="Project data folder: the embedded MLflow store, its artifacts and executed notebooks.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="Any MLflow tracking server or store; default: SQLite under data_dir."
+    )
+    experiment_name: str = "digits"
+    model_name: str = Field(default="digits-classifier", description="Registered model name.")
+    champion_alias: str = "champion"
+    gate_metric: Literal["test_accuracy", "test_macro_f1"] = "test_accuracy"
+    gate_margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    notebook: Path = PROJECT_ROOT / "notebooks" / "train.ipynb"
+    kernel_name: str = "python3"
+    ui_host: str = "127.0.0.1"
+    ui_port: int = Field(default=5000, ge=1, le=65535)
+
+    @field_validator("data_dir", "notebook")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.data_dir / "mlartifacts"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where executed notebooks and their HTML reports are written before they are logged."""
+        return self.data_dir / "runs"
+
+    @property
+    def is_embedded_store(self) -> bool:
+        return self.mlflow_tracking_uri is None
+
+    def kernel_env(self) -> dict[str, str]:
+        """What a notebook kernel started by the pipeline needs to build the same settings."""
+        return {
+            "DATA_DIR": str(self.data_dir),
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "EXPERIMENT_NAME": self.experiment_name,
+        }
