@@ -1,0 +1,61 @@
+"""One session per thing a person does. Run through `./noxw` (installs nox and uv on first use).
+
+Every session installs the locked dependencies (uv.lock) into its own environment with `uv sync --frozen`.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "tests"]
+
+PYTHON = "3.11"
+QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+
+
+def sync(session: nox.Session, *groups: str) -> None:
+    """The locked environment: runtime dependencies plus the named dependency groups."""
+    args = ["uv", "sync", "--frozen", "--no-default-groups", *(f"--group={group}" for group in groups)]
+    session.run_install(*args, env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location}, silent=True)
+
+
+@nox.session(python=PYTHON)
+def pipeline(session: nox.Session) -> None:
+    """Train: execute notebooks/train.ipynb, track the run in MLflow, register and gate the model.
+
+    Extra arguments are notebook parameters: `./noxw -s pipeline -- -p epochs 10`.
+    """
+    sync(session)
+    session.run("python", "-m", "pipeline", "train", *session.posargs, env=QUIET)
+
+
+@nox.session(name="mlflow-ui", python=PYTHON)
+def mlflow_ui(session: nox.Session) -> None:
+    """The MLflow UI on the configured store, on 127.0.0.1 (UI_PORT, default 5000)."""
+    sync(session)
+    session.run("python", "-m", "pipeline", "ui", env=QUIET)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit, integration and end-to-end tests (`-- -m "not e2e"` and other pytest arguments pass through)."""
+    sync(session, "dev")
+    session.run("pytest", *session.posargs, env=QUIET)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format) and mypy on the packages."""
+    sync(session, "dev")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", "pipeline", "service")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: `./noxw -s bench -- pipeline` (see docs/benchmarks/)."""
+    sync(session, "dev", "bench")
+    session.run("python", "tests/benchmarks/run.py", *session.posargs, env=QUIET)
