@@ -55,7 +55,9 @@ def decide(
     promote = champion_score is None or (
         candidate_score > champion_score and candidate_score - champion_score >= margin
     )
-    return Decision(promote, metric, margin, candidate_version, candidate_score, champion_version, champion_score)
+    return Decision(
+        promote, metric, margin, candidate_version, candidate_score, champion_version, champion_score
+    )
 
 
 def champion_score(client: MlflowClient, champion: ModelVersion, metric: str, data_sha256: str) -> float:
@@ -87,7 +89,7 @@ def run_gate(
     client: MlflowClient, name: str, alias: str, candidate: ModelVersion, metric: str, margin: float
 ) -> Decision:
     """Decide, then move the alias or leave it; the version is tagged with the decision and both figures."""
-    run = client.get_run(candidate.run_id)
+    run = client.get_run(str(candidate.run_id))
     current = registry.holder(client, name, alias)
     current_score = None
     if current is not None:
@@ -95,13 +97,13 @@ def run_gate(
     decision = decide(
         metric,
         margin,
-        candidate.version,
+        str(candidate.version),
         run.data.metrics[metric],
-        current.version if current else None,
+        str(current.version) if current else None,
         current_score,
     )
     for key, value in decision.tags().items():
         client.set_model_version_tag(name, candidate.version, key, value)
     if decision.promote:
-        registry.move_alias(client, name, alias, candidate.version, action="gate")
+        registry.move_alias(client, name, alias, str(candidate.version), action="gate")
     return decision

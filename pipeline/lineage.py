@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-
 TAG_PREFIX = "nbship."
 # Set by the notebook on its run (see pipeline.notebook); read by the pipeline and the gate.
 MODEL_URI_TAG = f"{TAG_PREFIX}model_uri"
@@ -32,6 +31,7 @@ def notebook_sha256(path: Path) -> str:
 
 def git_commit(directory: Path) -> tuple[str, bool] | None:
     """(commit, dirty) of the checkout holding `directory`, or None outside git."""
+
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=directory, capture_output=True, text=True, check=True, timeout=10

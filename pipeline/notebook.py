@@ -7,6 +7,7 @@ pipeline starts the kernel at once and connects to MLflow while the kernel impor
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from importlib import metadata
@@ -36,6 +37,10 @@ def start_run(pipeline_invocation: str, parameters: dict[str, Any], split: Split
     tags = {DATA_SHA_TAG: split.sha256}
     if pipeline_invocation:
         tags[INVOCATION_TAG] = pipeline_invocation
+    # Under `mlflow run` (MLproject) that command's run becomes the parent instead of being resumed.
+    parent = os.environ.pop("MLFLOW_RUN_ID", None)
+    if parent:
+        tags["mlflow.parentRunId"] = parent
     run = mlflow.start_run(experiment_id=experiment_id(connect(settings), settings), tags=tags)
     mlflow.log_params(parameters)
     return run
@@ -52,10 +57,15 @@ def log_history(history: dict[str, list[float]]) -> None:
         for key, values in history.items()
         for step, value in enumerate(values, start=1)
     ]
-    mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("call pipeline.notebook.start_run first")
+    mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
 
 
-def log_evaluation(probabilities: np.ndarray, split: Split, history: dict[str, list[float]]) -> dict[str, float]:
+def log_evaluation(
+    probabilities: np.ndarray, split: Split, history: dict[str, list[float]]
+) -> dict[str, float]:
     """Test metrics plus the training-curve and confusion-matrix figures."""
     import mlflow
 

@@ -19,7 +19,9 @@ HISTORY_TAG = f"{TAG_PREFIX}champion_history"
 HISTORY_LIMIT = 50
 
 
-def register(client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> ModelVersion:
+def register(
+    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
+) -> ModelVersion:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -48,7 +50,7 @@ def history(client: MlflowClient, name: str) -> list[str]:
 def move_alias(client: MlflowClient, name: str, alias: str, version: str, action: str) -> str | None:
     """Give `alias` to `version`; record who/when/from/to on the version and the model. Returns the old holder."""
     previous = holder(client, name, alias)
-    from_version = previous.version if previous else None
+    from_version = str(previous.version) if previous else None
     client.set_registered_model_alias(name, alias, version)
     if action != "rollback":
         versions = [*history(client, name), version][-HISTORY_LIMIT:]
@@ -83,11 +85,14 @@ def rollback(client: MlflowClient, name: str, alias: str) -> tuple[str, str]:
     if current is None:
         raise AliasError(f"model {name!r} has no @{alias} to roll back")
     versions = history(client, name)
-    while versions and versions[-1] == current.version:
+    current_version = str(current.version)
+    while versions and versions[-1] == current_version:
         versions.pop()
     if not versions:
-        raise AliasError(f"@{alias} of {name!r} (version {current.version}) has no earlier holder to roll back to")
+        raise AliasError(
+            f"@{alias} of {name!r} (version {current_version}) has no earlier holder to roll back to"
+        )
     target = versions[-1]
     move_alias(client, name, alias, target, action="rollback")
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(versions))
-    return current.version, target
+    return current_version, target

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,11 @@ class PipelineSettings(BaseSettings):
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().resolve()
 
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _unset_when_empty(cls, uri: str | None) -> str | None:
+        return uri or None
+
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
@@ -57,10 +63,16 @@ class PipelineSettings(BaseSettings):
     def is_embedded_store(self) -> bool:
         return self.mlflow_tracking_uri is None
 
+    @property
+    def artifact_location(self) -> str | None:
+        """Where new experiments keep artifacts: under data_dir, unless a tracking server decides."""
+        if urlparse(self.tracking_uri).scheme in ("http", "https", "databricks"):
+            return None
+        return self.artifact_root.as_uri()
+
     def kernel_env(self) -> dict[str, str]:
         """What a notebook kernel started by the pipeline needs to build the same settings."""
-        return {
-            "DATA_DIR": str(self.data_dir),
-            "MLFLOW_TRACKING_URI": self.tracking_uri,
-            "EXPERIMENT_NAME": self.experiment_name,
-        }
+        env = {"DATA_DIR": str(self.data_dir), "EXPERIMENT_NAME": self.experiment_name}
+        if self.mlflow_tracking_uri:
+            env["MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
+        return env

@@ -23,7 +23,7 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         requests.get(uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
     except requests.RequestException as exc:
         reason = type(exc).__name__
-        if isinstance(exc, requests.HTTPError):
+        if isinstance(exc, requests.HTTPError) and exc.response is not None:
             reason = f"HTTP {exc.response.status_code}"
         raise TrackingUnreachable(
             f"MLflow tracking server {uri} is unreachable ({reason}); "
@@ -35,8 +35,7 @@ def connect(settings: PipelineSettings) -> MlflowClient:
     """Point this process (and the kernels it starts) at the store; returns a client for it."""
     uri = settings.tracking_uri
     check_reachable(uri)
-    if settings.is_embedded_store:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.artifact_location:
         settings.artifact_root.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     import mlflow
@@ -50,5 +49,4 @@ def experiment_id(client: MlflowClient, settings: PipelineSettings) -> str:
     found = client.get_experiment_by_name(settings.experiment_name)
     if found is not None:
         return found.experiment_id
-    location = settings.artifact_root.as_uri() if settings.is_embedded_store else None
-    return client.create_experiment(settings.experiment_name, artifact_location=location)
+    return client.create_experiment(settings.experiment_name, artifact_location=settings.artifact_location)

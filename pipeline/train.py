@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,13 +59,15 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
             client.set_terminated(run.info.run_id, "FAILED")
             raise
 
-    run = _find_run(client, settings, invocation)
-    if run is None:
-        raise PipelineError(f"the notebook started no MLflow run (pipeline.notebook.start_run); see {executed}")
-    run_id = run.info.run_id
+    found = _find_run(client, settings, invocation)
+    if found is None:
+        raise PipelineError(
+            f"the notebook started no MLflow run (pipeline.notebook.start_run); see {executed}"
+        )
+    run_id = found.info.run_id
     _record(client, run_id, executed, lineage.run_tags(settings.notebook, values))
-    model_uri = run.data.tags.get(MODEL_URI_TAG)
-    if not model_uri or settings.gate_metric not in run.data.metrics:
+    model_uri = found.data.tags.get(MODEL_URI_TAG)
+    if not model_uri or settings.gate_metric not in found.data.metrics:
         client.set_terminated(run_id, "FAILED")
         raise PipelineError(
             f"the notebook logged no model or no {settings.gate_metric}; it must call "
@@ -73,7 +77,7 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
     decision = gate.run_gate(
         client, model_name, settings.champion_alias, version, settings.gate_metric, settings.gate_margin
     )
-    return TrainResult(run_id, model_name, version.version, decision, executed)
+    return TrainResult(run_id, model_name, str(version.version), decision, executed)
 
 
 def _execute(settings: PipelineSettings, executed: Path, values: dict[str, Any], progress_bar: bool) -> None:
@@ -82,21 +86,22 @@ def _execute(settings: PipelineSettings, executed: Path, values: dict[str, Any],
     from papermill.exceptions import PapermillExecutionError
 
     executed.parent.mkdir(parents=True, exist_ok=True)
-    for key, value in QUIET_ENV.items():  # inherited by the kernel
-        os.environ.setdefault(key, value)
-    os.environ.update(settings.kernel_env())
     try:
-        papermill.execute_notebook(
-            str(settings.notebook),
-            str(executed),
-            parameters=values,
-            kernel_name=settings.kernel_name,
-            progress_bar=progress_bar,
-            cwd=str(settings.notebook.parent),
-        )
+        with _environment(settings.kernel_env(), defaults=QUIET_ENV):  # the kernel inherits it
+            papermill.execute_notebook(
+                str(settings.notebook),
+                str(executed),
+                parameters=values,
+                kernel_name=settings.kernel_name,
+                progress_bar=progress_bar,
+                cwd=str(settings.notebook.parent),
+                # ipykernel warns on every start that its local TCP channels are not encrypted
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            )
     except PapermillExecutionError as exc:
+        first_line = exc.source.strip().splitlines()[0] if exc.source.strip() else ""
         raise NotebookFailed(
-            f"cell {exc.cell_index} (execution count {exc.exec_count}) of {settings.notebook.name} raised "
+            f"cell {_source_index(executed, exc.cell_index)} of {settings.notebook.name} ({first_line!r}) raised "
             f"{exc.ename}: {exc.evalue}; nothing was registered. Executed notebook: {executed}"
         ) from None
     except (DeadKernelError, CellTimeoutError) as exc:
@@ -104,6 +109,30 @@ def _execute(settings: PipelineSettings, executed: Path, values: dict[str, Any],
             f"the kernel running {settings.notebook.name} stopped ({type(exc).__name__}: {exc}); "
             f"nothing was registered. Executed notebook: {executed}"
         ) from None
+
+
+def _source_index(executed: Path, index: int) -> int:
+    """The failing cell's index in the source notebook: papermill inserts its parameters cell before it."""
+    import nbformat
+
+    cells = nbformat.read(executed, as_version=4).cells[:index]
+    return index - sum("injected-parameters" in cell.metadata.get("tags", []) for cell in cells)
+
+
+@contextmanager
+def _environment(values: dict[str, str], defaults: dict[str, str]) -> Iterator[None]:
+    """`values` (and `defaults` where unset) in os.environ for the duration, then as they were."""
+    merged = {**{key: value for key, value in defaults.items() if key not in os.environ}, **values}
+    saved = {key: os.environ.get(key) for key in merged}
+    os.environ.update(merged)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _find_run(client: MlflowClient, settings: PipelineSettings, invocation: str) -> Run | None:

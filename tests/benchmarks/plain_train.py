@@ -1,0 +1,27 @@
+"""Baseline for the pipeline benchmark: the same model trained the same way, without papermill or MLflow.
+
+python tests/benchmarks/plain_train.py EPOCHS LEARNING_RATE BATCH_SIZE HIDDEN_UNITS DROPOUT SEED
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pipeline.data import load_split
+from pipeline.evaluate import score
+from pipeline.model import build_model, fit
+from pipeline.quiet import quiet, quiet_keras
+
+
+def main(argv: list[str]) -> None:
+    epochs, learning_rate, batch_size, hidden_units, dropout, seed = argv
+    quiet()
+    quiet_keras()
+    split = load_split()
+    model = build_model(int(hidden_units), float(learning_rate), float(dropout), int(seed))
+    fit(model, split, int(epochs), int(batch_size))
+    print(score(model.predict_on_batch(split.x_test), split.y_test))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

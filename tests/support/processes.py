@@ -1,0 +1,74 @@
+"""Servers started as real processes on 127.0.0.1 for tests and benchmarks, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(
+    ready: Callable[[], bool], timeout_s: float, what: str, process: subprocess.Popen | None = None
+):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before it was ready")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not ready after {timeout_s:.0f} s")
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    import urllib.request
+
+    def check() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+
+    return check
+
+
+def stop(process: subprocess.Popen, timeout_s: float = 15) -> None:
+    """SIGTERM the process group by PID, then SIGKILL what is left."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout_s)
+    except ProcessLookupError:
+        pass
+
+
+@contextmanager
+def running(
+    command: Sequence[str], ready: Callable[[], bool], what: str, log: Path, timeout_s: float = 120, **popen
+) -> Iterator[subprocess.Popen]:
+    """Start `command` in its own process group, wait for `ready`, stop it on exit. Output goes to `log`."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **popen
+        )
+    try:
+        wait_until(ready, timeout_s, what, process)
+        yield process
+    finally:
+        stop(process)

@@ -1,0 +1,52 @@
+"""Every command the README shows names something that exists: a nox session, a pipeline subcommand."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def nox_sessions() -> set[str]:
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and getattr(decorator.func, "attr", "") == "session":
+                    explicit = [kw.value.value for kw in decorator.keywords if kw.arg == "name"]
+                    names.add(explicit[0] if explicit else node.name)
+    return names
+
+
+def test_readme_nox_sessions_exist():
+    used = set(re.findall(r"\./noxw -s ([\w-]+)", README))
+    assert {"pipeline", "tests"} <= used
+    assert used <= nox_sessions()
+
+
+def test_readme_pipeline_subcommands_exist():
+    from pipeline.__main__ import _parser
+
+    subcommands = next(a for a in _parser()._actions if a.dest == "command").choices
+    used = set(re.findall(r"python -m pipeline (\w+)", README))
+    assert used and used <= set(subcommands)
+
+
+def test_mlproject_train_passes_only_declared_notebook_parameters():
+    from pipeline.params import declared
+
+    entry = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]["train"]
+    passed = set(re.findall(r"-p (\w+) \{(\w+)\}", entry["command"]))
+    assert passed == {(name, name) for name in entry["parameters"]}
+    assert set(entry["parameters"]) <= set(declared(ROOT / "notebooks" / "train.ipynb"))
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "./noxw -s tests" in README
+    assert "./noxw -s tests" in (ROOT / ".ci" / "run").read_text()

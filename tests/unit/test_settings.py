@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pipeline.settings import PROJECT_ROOT, PipelineSettings
+
+
+def test_embedded_store_lives_under_the_data_folder_as_absolute_paths(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = PipelineSettings(data_dir=Path("relative/data"), _env_file=None)
+    assert settings.data_dir == (tmp_path / "relative/data").resolve()
+    assert settings.data_dir.is_absolute()
+    assert settings.tracking_uri == f"sqlite:///{settings.data_dir}/mlflow.db"
+    assert settings.artifact_root == settings.data_dir / "mlartifacts"
+    assert settings.is_embedded_store
+
+
+def test_default_data_folder_does_not_depend_on_the_current_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert PipelineSettings(_env_file=None).data_dir == PROJECT_ROOT / ".nbship"
+
+
+def test_tracking_uri_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    settings = PipelineSettings(_env_file=None)
+    assert settings.tracking_uri == "http://127.0.0.1:5999"
+    assert not settings.is_embedded_store
+
+
+def test_env_file_is_read(monkeypatch, tmp_path):
+    monkeypatch.delenv("GATE_MARGIN", raising=False)
+    env = tmp_path / ".env"
+    env.write_text("GATE_MARGIN=0.01\nMODEL_NAME=other\n")
+    settings = PipelineSettings(_env_file=env)
+    assert settings.gate_margin == 0.01
+    assert settings.model_name == "other"
+
+
+@pytest.mark.parametrize(("field", "value"), [("gate_margin", -0.1), ("gate_metric", "loss"), ("ui_port", 0)])
+def test_invalid_settings_are_refused(field, value):
+    with pytest.raises(ValidationError, match=field):
+        PipelineSettings(_env_file=None, **{field: value})
+
+
+def test_kernel_env_names_the_same_store(monkeypatch, tmp_path):
+    for key in ("DATA_DIR", "MLFLOW_TRACKING_URI", "EXPERIMENT_NAME"):
+        monkeypatch.delenv(key, raising=False)
+    for tracking_uri in (None, "sqlite:////elsewhere/mlflow.db", "http://127.0.0.1:5999"):
+        settings = PipelineSettings(data_dir=tmp_path, mlflow_tracking_uri=tracking_uri, _env_file=None)
+        monkeypatch.setattr("os.environ", {**settings.kernel_env()})
+        in_kernel = PipelineSettings(_env_file=None)
+        assert in_kernel.tracking_uri == settings.tracking_uri
+        assert in_kernel.artifact_location == settings.artifact_location
+        assert in_kernel.data_dir == settings.data_dir
+
+
+@pytest.mark.parametrize(
+    ("tracking_uri", "local_artifacts"),
+    [(None, True), ("sqlite:////x/mlflow.db", True), ("http://127.0.0.1:5000", False)],
+)
+def test_artifacts_stay_under_the_data_folder_unless_a_server_decides(tmp_path, tracking_uri, local_artifacts):
+    settings = PipelineSettings(data_dir=tmp_path, mlflow_tracking_uri=tracking_uri, _env_file=None)
+    expected = (tmp_path / "mlartifacts").as_uri() if local_artifacts else None
+    assert settings.artifact_location == expected
