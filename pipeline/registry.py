@@ -22,13 +22,16 @@ HISTORY_LIMIT = 50
 def register(
     client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
 ) -> ModelVersion:
+    """A new version of `name` from a logged model (`models:/m-...`), creating the registered model if needed."""
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="Trained by notebooks/train.ipynb (nbship).")
-    return client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    # A tracking server needs the logged model's id beside its URI; a local store accepts either.
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    return client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
 
 
 def holder(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

@@ -101,7 +101,7 @@ def _execute(settings: PipelineSettings, executed: Path, values: dict[str, Any],
     except PapermillExecutionError as exc:
         first_line = exc.source.strip().splitlines()[0] if exc.source.strip() else ""
         raise NotebookFailed(
-            f"cell {_source_index(executed, exc.cell_index)} of {settings.notebook.name} ({first_line!r}) raised "
+            f"cell {_source_index(settings.notebook, exc.source, exc.cell_index)} of {settings.notebook.name} ({first_line!r}) raised "
             f"{exc.ename}: {exc.evalue}; nothing was registered. Executed notebook: {executed}"
         ) from None
     except (DeadKernelError, CellTimeoutError) as exc:
@@ -111,12 +111,14 @@ def _execute(settings: PipelineSettings, executed: Path, values: dict[str, Any],
         ) from None
 
 
-def _source_index(executed: Path, index: int) -> int:
-    """The failing cell's index in the source notebook: papermill inserts its parameters cell before it."""
+def _source_index(notebook: Path, source: str, fallback: int) -> int:
+    """The failing cell's index in the source notebook (papermill adds cells to the executed one)."""
     import nbformat
 
-    cells = nbformat.read(executed, as_version=4).cells[:index]
-    return index - sum("injected-parameters" in cell.metadata.get("tags", []) for cell in cells)
+    for index, cell in enumerate(nbformat.read(notebook, as_version=4).cells):
+        if cell.source == source:
+            return index
+    return fallback
 
 
 @contextmanager
