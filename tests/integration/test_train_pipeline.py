@@ -6,6 +6,7 @@ The scenario shares one store and runs in file order: first version, a worse one
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +203,24 @@ def test_champion_is_rescored_when_its_split_differs(first, client):
     finally:
         client.set_tag(first.run_id, "nbship.data_sha256", sha)
     assert rescored == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-9)
+
+
+def test_mlproject_entry_point_nests_the_pipeline_run(first, client, settings):
+    """`mlflow run . -e train` (README): its run is the parent of the notebook's run, which registers a version."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, **settings.kernel_env(), "MODEL_NAME": MODEL, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    before = len(client.search_model_versions(f"name='{MODEL}'"))
+    command = ["mlflow", "run", str(ROOT), "-e", "train", "-P", "epochs=1", "--env-manager", "local"]
+    done = subprocess.run(
+        [*command, "--experiment-name", settings.experiment_name],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    versions = client.search_model_versions(f"name='{MODEL}'")
+    assert len(versions) == before + 1
+    newest = max(versions, key=lambda version: int(version.version))
+    child = client.get_run(newest.run_id)
+    parent = client.get_run(child.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["mlflow.project.entryPoint"] == "train"
+    assert parent.info.status == "FINISHED"
