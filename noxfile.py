@@ -25,10 +25,27 @@ def sync(session: nox.Session, *groups: str) -> None:
 def pipeline(session: nox.Session) -> None:
     """Train: execute notebooks/train.ipynb, track the run in MLflow, register and gate the model.
 
-    Extra arguments are notebook parameters: `./noxw -s pipeline -- -p epochs 10`.
+    Ends by packaging @champion into the BentoML model store. Extra arguments are notebook parameters:
+    `./noxw -s pipeline -- -p epochs 10`.
     """
     sync(session)
     session.run("python", "-m", "pipeline", "train", *session.posargs, env=QUIET)
+    session.run("python", "-m", "pipeline", "package", env=QUIET)
+
+
+@nox.session(python=PYTHON)
+def serve(session: nox.Session) -> None:
+    """Serve @champion on 127.0.0.1 (PORT, default 3000; see service/settings.py): package it, `bentoml serve`."""
+    sync(session)
+    session.run("python", "-m", "pipeline", "package", env=QUIET)
+    session.run("bentoml", "serve", "service.service:PredictionService", *session.posargs, env=QUIET)
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Package @champion and build the service into a Bento (`bentoml build` with bentofile.yaml)."""
+    sync(session)
+    session.run("python", "-m", "pipeline", "build", env=QUIET)
 
 
 @nox.session(name="mlflow-ui", python=PYTHON)
@@ -56,6 +73,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: `./noxw -s bench -- pipeline` (see docs/benchmarks/)."""
+    """Benchmarks: `./noxw -s bench -- pipeline` or `-- serve` (needs wrk) (see docs/benchmarks/)."""
     sync(session, "dev", "bench")
     session.run("python", "tests/benchmarks/run.py", *session.posargs, env=QUIET)
+
+
+@nox.session(python=PYTHON)
+def stack(session: nox.Session) -> None:
+    """Everything on this machine without Docker: RabbitMQ, a MongoDB-protocol server, MLflow UI, the service
+    and a worker (see service/stack.py); Ctrl-C stops what it started."""
+    sync(session, "dev")
+    session.run("python", "-m", "service.stack", env=QUIET)

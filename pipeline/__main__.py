@@ -1,4 +1,4 @@
-"""Command line of the pipeline: `python -m pipeline {train,promote,rollback,ui}`."""
+"""Command line of the pipeline: `python -m pipeline {train,promote,rollback,ui,package,build}`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("version")
     commands.add_parser("rollback", help="give @champion back to the version that held it before")
     commands.add_parser("ui", help="start the MLflow UI on the configured store")
+    commands.add_parser("package", help="put @champion into the BentoML model store (reused if there)")
+    commands.add_parser("build", help="package @champion, then build the service into a Bento")
     return parser
 
 
@@ -63,6 +65,22 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         print(f"MLflow UI on http://{settings.ui_host}:{settings.ui_port} (store: {settings.tracking_uri})")
         sys.stdout.flush()
         os.execv(command[0], command)
+    if args.command == "package":
+        from pipeline.package import package
+
+        packaged = package(settings)
+        state = "reused" if packaged.reused else "stored"
+        print(f"{state} {settings.model_name} version {packaged.version} as BentoML model {packaged.tag}")
+        return 0
+    if args.command == "build":
+        from pipeline.build import build
+
+        bento, packaged = build(settings)
+        print(
+            f"built Bento {bento} serving {settings.model_name} version {packaged.version} ({packaged.tag})"
+        )
+        print(f"serve it: bentoml serve {bento}")
+        return 0
     client = tracking.connect(settings)
     name, alias = settings.model_name, settings.champion_alias
     if args.command == "promote":

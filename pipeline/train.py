@@ -95,8 +95,9 @@ def _execute(settings: PipelineSettings, executed: Path, values: dict[str, Any],
                 kernel_name=settings.kernel_name,
                 progress_bar=progress_bar,
                 cwd=str(settings.notebook.parent),
-                # ipykernel warns on every start that its local TCP channels are not encrypted
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                # ipykernel warns on every start that its local TCP channels are not encrypted, and logs
+                # the interrupt papermill sends at shutdown as an error
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
             )
     except PapermillExecutionError as exc:
         first_line = exc.source.strip().splitlines()[0] if exc.source.strip() else ""

@@ -15,3 +15,103 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         layer = Path(str(item.fspath)).parent.name
         if layer in LAYERS:
             item.add_marker(LAYERS[layer])
+
+
+# --- The served model (issue 3): a tiny model trained once, registered as @champion in a tmp MLflow store. ---
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SERVED_ROWS = 20
+_BENTOML_HOME = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A BentoML home of the test run's own: tests never touch ~/bentoml (subprocesses inherit it)."""
+    home = tempfile.mkdtemp(prefix="nbship-bentoml-")
+    config.stash[_BENTOML_HOME] = home
+    os.environ["BENTOML_HOME"] = home
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_BENTOML_HOME, None)
+    if home:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class ChampionStore:
+    data_dir: Path  # PipelineSettings(data_dir=...) of the tmp MLflow store
+    version: str
+    run_id: str
+    rows: np.ndarray  # float32 [SERVED_ROWS, 64] test rows
+    probabilities: np.ndarray  # the Keras model's own predictions for `rows` (predict_on_batch)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment of a subprocess using this store (`python -m pipeline ...`, servers)."""
+        env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+        return {**env, "DATA_DIR": str(self.data_dir), "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+
+
+@pytest.fixture(scope="session")
+def champion_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChampionStore]:
+    """Train (1 epoch, in process) and register a digits model as @champion of a tmp store."""
+    from pipeline.quiet import quiet
+
+    quiet()
+    import mlflow
+
+    from pipeline import evaluate, lineage, notebook, registry, tracking
+    from pipeline.data import load_split
+    from pipeline.model import build_model, fit
+    from pipeline.settings import PipelineSettings
+
+    saved_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    settings = PipelineSettings(data_dir=tmp_path_factory.mktemp("mlflow-store"), mlflow_tracking_uri=None)
+    client = tracking.connect(settings)
+    try:
+        split = load_split()
+        model = build_model(hidden_units=32, learning_rate=0.01, dropout=0.0, seed=0)
+        fit(model, split, epochs=1, batch_size=64)
+        with mlflow.start_run(experiment_id=tracking.experiment_id(client, settings)) as run:
+            mlflow.log_metrics(evaluate.score(model.predict_on_batch(split.x_test), split.y_test))
+            mlflow.set_tags(lineage.run_tags(settings.notebook, {"epochs": 1}))
+            model_uri = notebook.log_model(model)
+        version = registry.register(client, settings.model_name, model_uri, run.info.run_id, {})
+        registry.promote(client, settings.model_name, settings.champion_alias, str(version.version))
+        rows = split.x_test[:SERVED_ROWS]
+        probabilities = np.asarray(model.predict_on_batch(rows))
+    finally:
+        if saved_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_uri
+    yield ChampionStore(settings.data_dir, str(version.version), run.info.run_id, rows, probabilities)
+
+
+def run_pipeline(store: ChampionStore, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m pipeline ARGS` on the store, as a person runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=PROJECT_ROOT,
+        env=store.env(**env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="session")
+def packaged_champion(champion_store: ChampionStore) -> str:
+    """The store's champion packaged into the run's BentoML home; returns its BentoML model tag."""
+    done = run_pipeline(champion_store, "package")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split(" as BentoML model ")[1].strip()

@@ -6,7 +6,7 @@ import importlib
 import sys
 from pathlib import Path
 
-BENCHMARKS = {"pipeline": "pipeline_bench", "jobs": "jobs_bench"}
+BENCHMARKS = {"pipeline": "pipeline_bench", "jobs": "jobs_bench", "serve": "serve_bench"}
 
 
 def main(argv: list[str]) -> int:

@@ -61,7 +61,9 @@ def test_kernel_env_names_the_same_store(monkeypatch, tmp_path):
     ("tracking_uri", "local_artifacts"),
     [(None, True), ("sqlite:////x/mlflow.db", True), ("http://127.0.0.1:5000", False)],
 )
-def test_artifacts_stay_under_the_data_folder_unless_a_server_decides(tmp_path, tracking_uri, local_artifacts):
+def test_artifacts_stay_under_the_data_folder_unless_a_server_decides(
+    tmp_path, tracking_uri, local_artifacts
+):
     settings = PipelineSettings(data_dir=tmp_path, mlflow_tracking_uri=tracking_uri, _env_file=None)
     expected = (tmp_path / "mlartifacts").as_uri() if local_artifacts else None
     assert settings.artifact_location == expected
