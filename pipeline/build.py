@@ -1,0 +1,41 @@
+"""`python -m pipeline build`: package the champion, then `bentoml build` the service into a Bento."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.package import Packaged, package
+from pipeline.quiet import QUIET_ENV
+from pipeline.settings import PROJECT_ROOT, PipelineSettings
+
+TAG_MARKER = "__tag__:"
+
+
+def build(
+    settings: PipelineSettings, bentofile: Path = PROJECT_ROOT / "bentofile.yaml"
+) -> tuple[str, Packaged]:
+    """Returns the Bento's tag and the model it holds (the packaged champion, made the store's latest)."""
+    packaged = package(settings)
+    env = {**QUIET_ENV, **os.environ, "MODEL_NAME": settings.model_name, "MODEL_TAG": packaged.tag}
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "build",
+        "-f",
+        str(bentofile),
+        "--output",
+        "tag",
+        str(PROJECT_ROOT),
+    ]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    tags = [line.split(TAG_MARKER, 1)[1] for line in done.stdout.splitlines() if TAG_MARKER in line]
+    if done.returncode != 0 or not tags:
+        raise PipelineError(
+            f"bentoml build failed ({done.returncode}):\n{done.stderr.strip() or done.stdout}"
+        )
+    return tags[-1].strip(), packaged

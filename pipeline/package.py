@@ -1,0 +1,120 @@
+"""`python -m pipeline package`: the registry's `@champion` into the BentoML model store, with its lineage.
+
+The alias is resolved to a version first and that version imported (`models:/<name>/<version>`), so the stored
+model and its labels describe the same version even if the alias moves meanwhile. A version already stored is
+reused, and becomes the store's `latest` again (after a rollback, the older version is the one to serve).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline import registry, tracking
+from pipeline.errors import PipelineError
+from pipeline.lineage import TAG_PREFIX
+from pipeline.settings import PipelineSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from service.schemas import ModelLineage
+
+METRIC_PREFIX = "test_"
+
+
+@dataclass(frozen=True)
+class Packaged:
+    tag: str  # BentoML model tag, name:version
+    version: str  # registered version
+    reused: bool
+
+
+def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
+    import bentoml
+    from bentoml.exceptions import BentoMLException, NotFound
+
+    from service.model_loader import MLFLOW_MODEL_FOLDER, UnsupportedModel, read_input_spec
+    from service.schemas import LINEAGE_KEY
+    from service.settings import bento_model_name
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    client = tracking.connect(settings)  # also sets MLFLOW_TRACKING_URI, which bentoml.mlflow needs
+    alias = alias or settings.champion_alias
+    version = registry.holder(client, settings.model_name, alias)
+    if version is None:
+        raise PipelineError(f"model {settings.model_name!r} has no @{alias}: train one first")
+    number = str(version.version)  # MLflow answers an int from some calls, a str from others
+    if not version.run_id:
+        raise PipelineError(f"version {number} of {settings.model_name!r} has no training run")
+    tag = f"{bento_model_name(settings.model_name)}:v{number}-{version.run_id[:8]}"
+    try:
+        stored = bentoml.models.get(tag)
+    except NotFound:
+        pass
+    else:
+        _make_latest(stored.tag)
+        return Packaged(str(stored.tag), number, reused=True)
+
+    lineage = _lineage(client, version, version.run_id, alias)
+    try:
+        stored = bentoml.mlflow.import_model(
+            tag,
+            f"models:/{settings.model_name}/{number}",
+            signatures={"predict": {"batchable": True}},
+            labels=_labels(lineage),
+            metadata={LINEAGE_KEY: lineage.model_dump(exclude_none=True)},
+        )
+    except BentoMLException as exc:  # e.g. the version's artifacts were deleted from the store
+        raise PipelineError(f"cannot package version {number} of {settings.model_name!r}: {exc}") from None
+    try:
+        read_input_spec(Path(stored.path_of(MLFLOW_MODEL_FOLDER)))
+    except UnsupportedModel as exc:
+        bentoml.models.delete(stored.tag)
+        raise PipelineError(f"version {number} of {settings.model_name!r} cannot be served: {exc}") from None
+    return Packaged(str(stored.tag), number, reused=False)
+
+
+def _lineage(client: MlflowClient, version: ModelVersion, run_id: str, alias: str) -> ModelLineage:
+    from service.schemas import ModelLineage
+
+    run = client.get_run(run_id)
+    started = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC)
+    tags = run.data.tags
+    return ModelLineage(
+        name=version.name,
+        version=str(version.version),
+        alias=alias,
+        run_id=run_id,
+        metrics={key: value for key, value in run.data.metrics.items() if key.startswith(METRIC_PREFIX)},
+        trained_at=started.isoformat(timespec="seconds"),
+        notebook_sha256=tags.get(f"{TAG_PREFIX}notebook_sha256"),
+        git_commit=tags.get("mlflow.source.git.commit"),
+    )
+
+
+def _labels(lineage: ModelLineage) -> dict[str, str]:
+    """Searchable in `bentoml models list`; the full lineage is in the model's metadata."""
+    labels = {
+        "registered_name": lineage.name,
+        "registered_version": lineage.version,
+        "alias": lineage.alias,
+        "run_id": lineage.run_id,
+        "notebook_sha256": lineage.notebook_sha256 or "",
+    }
+    labels.update({key: f"{value:.6g}" for key, value in sorted(lineage.metrics.items())})
+    return labels
+
+
+def _make_latest(tag: object) -> None:
+    """BentoML's `latest` is the last one created, kept in a file of its store; it has no API to set it."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.tag import Tag
+
+    parsed = Tag.from_taglike(str(tag))
+    store = BentoMLContainer.model_store.get()
+    Path(store._path, parsed.latest_path()).write_text(str(parsed.version))

@@ -1,0 +1,67 @@
+"""Settings of the prediction service, read from the environment and `.env` (no prefix: `MAX_BATCH_SIZE=64`).
+
+Built once where the service is defined (BentoML needs the batching bounds to define the API) and passed down.
+The MLflow side (store, registered name, alias) is `pipeline.settings.PipelineSettings`: packaging reads it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.settings import PROJECT_ROOT
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=(PROJECT_ROOT / ".env", ".env"), extra="ignore")
+
+    model_name: str = Field(
+        default="digits-classifier", description="Registered MLflow model name, also its BentoML model name."
+    )
+    model_tag: str | None = Field(
+        default=None,
+        description="BentoML model tag to serve; default: `<model_name>:latest`, set by packaging.",
+    )
+    batching: bool = Field(
+        default=True, description="Adaptive batching of /predict (off: one call a request)."
+    )
+    max_batch_size: int = Field(
+        default=64, ge=1, description="Adaptive batching: most rows in one model call."
+    )
+    max_latency_ms: int = Field(
+        default=1000,
+        ge=1,
+        description="Adaptive batching: hard bound; requests predicted to miss it get 503.",
+    )
+    max_rows: int = Field(default=64, ge=1, description="Most rows in one request.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, description="Worker processes; each uses about one core.")
+    access_log: bool = Field(default=False, description="One log line per request (costs throughput).")
+    timeout_s: int = Field(default=30, ge=1, description="Request timeout.")
+    noop_endpoint: bool = Field(default=False, description="Add POST /noop, the HTTP ceiling for benchmarks.")
+    tf_intra_op_threads: int = Field(default=1, ge=0, description="TensorFlow threads per op, per worker.")
+    tf_inter_op_threads: int = Field(default=1, ge=0, description="TensorFlow concurrent ops, per worker.")
+
+    @model_validator(mode="after")
+    def _rows_fit_a_batch(self) -> ServiceSettings:
+        # A request larger than a batch would be split by the dispatcher and its parts could time out apart.
+        if self.max_rows > self.max_batch_size:
+            raise ValueError(
+                f"MAX_ROWS ({self.max_rows}) must not exceed MAX_BATCH_SIZE ({self.max_batch_size})"
+            )
+        return self
+
+    @property
+    def bento_model_tag(self) -> str:
+        return self.model_tag or f"{bento_model_name(self.model_name)}:latest"
+
+
+def bento_model_name(registered_name: str) -> str:
+    """A BentoML model name for an MLflow registered name (BentoML accepts lowercase, digits, `-`, `_`, `.`)."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", registered_name.lower()).strip("-._")
+    if not name:
+        raise ValueError(f"cannot make a BentoML model name of {registered_name!r}")
+    return name

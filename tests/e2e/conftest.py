@@ -1,0 +1,84 @@
+"""Serving the packaged champion for real: requests over HTTP on 127.0.0.1, and the bad inputs they must refuse."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+READY_TIMEOUT_S = 180
+
+# (name, raw JSON body, what the error message must say): each must be a 4xx, never a 500.
+BAD_BODIES: list[tuple[str, bytes, str]] = [
+    ("wrong shape", b'{"instances": [[1, 2, 3]]}', "row 0: has 3 values, the model takes 64"),
+    (
+        "string",
+        b'{"instances": [[' + b"0, " * 10 + b'"x"' + b", 0" * 53 + b"]]}",
+        "row 0, field 10: expected a number",
+    ),
+    ("NaN", b'{"instances": [[NaN' + b", 0" * 63 + b"]]}", "row 0, field 0: nan is not a finite number"),
+    (
+        "infinity",
+        b'{"instances": [[0' + b", 0" * 62 + b", Infinity]]}",
+        "row 0, field 63: inf is not a finite number",
+    ),
+    ("empty list", b'{"instances": []}', "no rows: send at least one row"),
+    (
+        "too many rows",
+        b'{"instances": [' + b",".join([b"[" + b"0," * 63 + b"0]"] * 65) + b"]}",
+        "65 rows; at most 64",
+    ),
+    ("malformed JSON", b'{"instances": [[1, 2', "Invalid JSON"),
+    ("no instances", b'{"rows": [[1]]}', "Field required"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {READY_TIMEOUT_S} s")
+
+
+@contextmanager
+def serving(command: list[str], port: int, env: dict[str, str], cwd: str) -> Iterator[str]:
+    """Start a server process on 127.0.0.1:port, yield its URL, stop it by its PID (its own process group)."""
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        yield url
+    except Exception:
+        if process.poll() is not None and process.stderr is not None:
+            raise RuntimeError(process.stderr.read().decode(errors="replace")[-4000:]) from None
+        raise
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

@@ -1,0 +1,108 @@
+"""The service served by BentoML (`bentoml.serve`, 2 workers) and called over HTTP with a real client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import PROJECT_ROOT, ChampionStore
+from tests.e2e.conftest import BAD_BODIES, free_port, wait_ready
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def url(packaged_champion: str) -> Iterator[str]:
+    import bentoml
+
+    port = free_port()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKERS", "2")  # read by the workers BentoML starts
+        server = bentoml.serve(
+            "service.service:PredictionService", host="127.0.0.1", port=port, working_dir=str(PROJECT_ROOT)
+        )
+        try:
+            wait_ready(f"http://127.0.0.1:{port}")
+            warm_up(f"http://127.0.0.1:{port}")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.stop()
+
+
+def warm_up(url: str) -> None:
+    """Sequential requests first: each worker's batching dispatcher learns its timings on its first ~10 calls,
+    one request at a time, and cancels (503) what waits longer than MAX_LATENCY_MS meanwhile."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(40):
+            assert client.post("/predict", json={"instances": [[0.0] * 64]}).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def client(url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+def test_predictions_over_http_equal_the_models_own(
+    client: httpx.Client, champion_store: ChampionStore
+) -> None:
+    response = client.post("/predict", json={"instances": champion_store.rows.tolist()})
+    assert response.status_code == 200
+    body = response.json()
+    np.testing.assert_allclose(body["probabilities"], champion_store.probabilities, rtol=1e-5, atol=1e-6)
+    assert body["predictions"] == champion_store.probabilities.argmax(axis=1).tolist()
+    assert body["model"] == {"name": "digits-classifier", "version": champion_store.version}
+
+
+def test_concurrent_single_rows_are_batched_and_answered_each_with_its_own_row(
+    client: httpx.Client, champion_store: ChampionStore
+) -> None:
+    rows = champion_store.rows
+
+    def one(i: int) -> list[float]:
+        response = client.post("/predict", json={"instances": [rows[i % len(rows)].tolist()]})
+        assert response.status_code == 200, response.text
+        return response.json()["probabilities"][0]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(one, range(200)))
+    expected = champion_store.probabilities[[i % len(rows) for i in range(200)]]
+    np.testing.assert_allclose(answers, expected, rtol=1e-5, atol=1e-6)
+    metrics = client.get("/metrics").text
+    batched = [
+        line for line in metrics.splitlines() if line.startswith("bentoml_service_adaptive_batch_size_sum")
+    ]
+    counted = [
+        line for line in metrics.splitlines() if line.startswith("bentoml_service_adaptive_batch_size_count")
+    ]
+    assert batched and counted  # the batch-size histogram is exported (per worker)
+
+
+@pytest.mark.parametrize(("name", "body", "message"), BAD_BODIES, ids=[case[0] for case in BAD_BODIES])
+def test_bad_input_is_a_4xx_json_error_that_says_what_is_wrong(
+    client: httpx.Client, name: str, body: bytes, message: str
+) -> None:
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
+    detail = response.json()["detail"]
+    assert message in detail[0]["msg"], detail
+
+
+def test_lineage_health_metrics_and_openapi(client: httpx.Client, champion_store: ChampionStore) -> None:
+    lineage = client.get("/model").json()
+    assert (lineage["version"], lineage["run_id"], lineage["alias"]) == (
+        champion_store.version,
+        champion_store.run_id,
+        "champion",
+    )
+    assert set(lineage["metrics"]) == {"test_accuracy", "test_macro_f1"} and lineage["trained_at"]
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert "bentoml_service_request_total" in client.get("/metrics").text
+    paths = client.get("/docs.json").json()["paths"]
+    assert {"/predict", "/model"} <= set(paths)
+    assert client.get("/").status_code == 200  # the OpenAPI page

@@ -1,0 +1,93 @@
+"""The service in process: its class called directly, and its ASGI app through a test client (no server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import ChampionStore
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`"),
+]
+
+
+@pytest.fixture(scope="module")
+def service_class(packaged_champion: str) -> Any:
+    from service.service import PredictionService
+
+    return PredictionService
+
+
+@pytest.fixture(scope="module")
+def service(service_class: Any) -> Any:
+    return service_class()
+
+
+@pytest.fixture(scope="module")
+def client(service_class: Any) -> Iterator[Any]:
+    from starlette.testclient import TestClient
+
+    with TestClient(service_class.to_asgi()) as client:
+        yield client
+
+
+def test_predict_in_process_equals_the_models_own_predictions(
+    service: Any, champion_store: ChampionStore
+) -> None:
+    answer = service.predict(champion_store.rows)
+    np.testing.assert_allclose(answer.probabilities, champion_store.probabilities, rtol=1e-5, atol=1e-6)
+    assert answer.predictions == champion_store.probabilities.argmax(axis=1).tolist()
+    assert (answer.model.name, answer.model.version) == ("digits-classifier", champion_store.version)
+    assert service.model.flavor == "keras"
+
+
+def test_lineage_names_the_registered_version_and_its_run(
+    service: Any, champion_store: ChampionStore
+) -> None:
+    lineage = service.model_lineage()
+    assert lineage.version == champion_store.version
+    assert lineage.run_id == champion_store.run_id
+    assert lineage.alias == "champion"
+    assert set(lineage.metrics) == {"test_accuracy", "test_macro_f1"}
+    assert lineage.trained_at and lineage.notebook_sha256
+
+
+def test_http_predict_in_process(client: Any, champion_store: ChampionStore) -> None:
+    response = client.post("/predict", json={"instances": champion_store.rows.tolist()})
+    assert response.status_code == 200
+    body = response.json()
+    np.testing.assert_allclose(body["probabilities"], champion_store.probabilities, rtol=1e-5, atol=1e-6)
+    assert body["model"] == {"name": "digits-classifier", "version": champion_store.version}
+
+
+def test_http_bad_input_in_process_is_a_400_naming_the_field(client: Any) -> None:
+    row: list[Any] = [0.0] * 64
+    row[5] = "five"
+    response = client.post("/predict", json={"instances": [[0.0] * 64, row]})
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["msg"] == "row 1, field 5: expected a number, got a string ('five')"
+
+
+def test_get_model_in_process(client: Any, champion_store: ChampionStore) -> None:
+    response = client.get("/model")
+    assert response.status_code == 200
+    assert response.json()["run_id"] == champion_store.run_id
+
+
+def test_the_worker_loader_answers_like_the_service(
+    champion_store: ChampionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a job worker calls: the registry's @champion, without BentoML."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # connecting sets it; undone after the test
+    from pipeline.settings import PipelineSettings
+    from service.model_loader import load_registered
+
+    model = load_registered(PipelineSettings(data_dir=champion_store.data_dir, mlflow_tracking_uri=None))
+    assert (model.name, model.version, model.flavor) == ("digits-classifier", champion_store.version, "keras")
+    assert model.spec.n_features == 64 and model.spec.dtype == np.float32
+    np.testing.assert_allclose(model.predict(champion_store.rows), champion_store.probabilities, rtol=1e-5)
