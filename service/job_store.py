@@ -1,0 +1,305 @@
+"""The job store: one MongoDB document per job, written so MongoDB 7 and nx-27017 behave alike.
+
+What keeps both servers alike (see DESIGN.md): timestamps only at insert or with `$currentDate`; the lease
+is a number (epoch seconds), because nx stores a `$set` datetime as a string and its `$lt` against
+`$currentDate` stamps was seen to miss; the idempotency key is hashed into `_id`, so no unique index over a
+field that may be missing is needed; a write error is never read by its code, the document is read back
+instead. Every write is journaled except two whose loss is harmless: the outbox flag (a duplicate publish) and
+the claim. Journals are sequential on both servers, so the journaled result write that follows a claim makes
+the claim durable too; a claim lost in a crash leaves the job queued, the result write then matches nothing
+and the worker requeues the message instead of acking it. On nx-27017 every document written is its own
+SQLite commit, so an unjournaled claim saves one fsync per job.
+
+Query shapes are the ones nx-27017 runs as indexed SQL (measured, see docs/benchmarks/jobs.md), with the same
+meaning on MongoDB: `{"status": {"$eq": s}}` (a bare `{"status": s}` also matches arrays, which nx writes as an
+OR over `json_each` that no index serves), lookups by `_id`, and counts with the `count` command
+(`count_documents` is an aggregation there, which copies the whole collection into a temporary table).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from bson.binary import Binary
+from pymongo import MongoClient, UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.write_concern import WriteConcern
+
+from service.job_settings import JobSettings
+
+STATES = ("queued", "running", "succeeded", "failed")
+FINAL_STATES = ("succeeded", "failed")
+KEY_NAMESPACE = uuid.UUID("6f1d5a36-93a4-4a0c-9f55-0a8e3c1d2b7e")
+# Fields a poller sees; the inputs and the claim bookkeeping stay in the store.
+VIEW = {"inputs": 0, "claim": 0, "lease_until": 0, "published": 0, "payload_sha256": 0}
+# What a worker needs of a claimed job.
+CLAIMED = {"inputs": 1, "n_rows": 1, "attempts": 1, "created_at": 1, "claim": 1}
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached: nothing was written."""
+
+
+class IdempotencyConflict(Exception):
+    """An idempotency key already names a job with different rows: answering with that job would be wrong."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"the idempotency key was already used for job {job_id} with different instances")
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    status: str
+    n_rows: int
+    created: bool  # False when an idempotency key returned an existing job
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: str
+    claim: str  # the claim token: results are written only while the claim is still this one
+    rows: np.ndarray
+    attempts: int
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished prediction for one claimed job."""
+
+    job: ClaimedJob
+    probabilities: np.ndarray
+
+
+def job_id_for(idempotency_key: str | None) -> str:
+    return (uuid.uuid5(KEY_NAMESPACE, idempotency_key) if idempotency_key else uuid.uuid4()).hex
+
+
+def payload_digest(rows: np.ndarray) -> str:
+    """What identifies a submission's rows: their float32 values and shape."""
+    rows = np.ascontiguousarray(rows, dtype="<f4")
+    return hashlib.sha256(f"{rows.shape}".encode() + rows.tobytes()).hexdigest()
+
+
+def is_job_id(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise StoreUnavailable(f"job store unreachable: {exc}") from exc
+
+
+class JobStore:
+    def __init__(self, client: MongoClient, settings: JobSettings, collection: str = "jobs") -> None:
+        self._client = client
+        self._settings = settings
+        database = client.get_database(settings.mongo_database)
+        self._jobs: Collection = database.get_collection(collection, write_concern=WriteConcern(w=1, j=True))
+        self._unjournaled: Collection = database.get_collection(collection, write_concern=WriteConcern(w=1))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def ensure_indexes(self) -> None:
+        with _reachable():
+            self._jobs.create_index([("status", 1), ("created_at", 1)])
+            self._jobs.create_index("finished_at", expireAfterSeconds=self._settings.retention_s)
+
+    def create(self, rows: np.ndarray, idempotency_key: str | None = None) -> Job:
+        job_id = job_id_for(idempotency_key)
+        document: dict[str, Any] = {
+            "_id": job_id,
+            "status": "queued",
+            "n_rows": len(rows),
+            # float32 bytes: a 10,000-row job is 2.5 MB instead of about 8 MB of BSON arrays.
+            "inputs": Binary(np.ascontiguousarray(rows, dtype="<f4").tobytes()),
+            "attempts": 0,
+            "published": False,
+            "created_at": dt.datetime.now(dt.UTC),
+        }
+        if idempotency_key:
+            document["idempotency_key"] = idempotency_key
+            document["payload_sha256"] = payload_digest(rows)
+        with _reachable():
+            try:
+                self._jobs.insert_one(document)
+                return Job(job_id, "queued", len(rows), created=True)
+            except PyMongoError:
+                existing = self._jobs.find_one(
+                    {"_id": job_id}, {"status": 1, "n_rows": 1, "payload_sha256": 1}
+                )
+                if idempotency_key is None or existing is None:
+                    raise
+                if existing.get("payload_sha256") != document["payload_sha256"]:
+                    raise IdempotencyConflict(job_id) from None
+                return Job(job_id, existing["status"], existing["n_rows"], created=False)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        with _reachable():
+            return self._jobs.find_one({"_id": job_id}, VIEW)
+
+    def mark_published(self, job_ids: Sequence[str]) -> None:
+        with _reachable():
+            self._unjournaled.update_many({"_id": {"$in": list(job_ids)}}, {"$set": {"published": True}})
+
+    def claim(self, job_ids: Sequence[str]) -> list[ClaimedJob]:
+        """Claim the claimable jobs among `job_ids`: queued, or running with an expired lease.
+
+        One update (atomic per document on both servers) tags the claimed jobs with a fresh token, one read
+        returns exactly those; a job another worker holds is not returned. Both select by `_id` first, so
+        neither scans the collection.
+        """
+        token = uuid.uuid4().hex
+        now = time.time()
+        ids = list(job_ids)
+        with _reachable():
+            self._unjournaled.update_many(
+                {
+                    "_id": {"$in": ids},
+                    "attempts": {"$lt": self._settings.max_attempts},
+                    "$or": [
+                        {"status": {"$eq": "queued"}},
+                        {"status": {"$eq": "running"}, "lease_until": {"$lt": now}},
+                    ],
+                },
+                {
+                    "$set": {
+                        "status": "running",
+                        "claim": token,
+                        "lease_until": now + self._settings.lease_s,
+                    },
+                    "$inc": {"attempts": 1},
+                    "$currentDate": {"started_at": True},
+                },
+            )
+            claimed = self._jobs.find({"_id": {"$in": ids}, "claim": {"$eq": token}}, CLAIMED)
+            return [_claimed(doc) for doc in claimed]
+
+    def succeed(self, outcomes: Sequence[Outcome], model: dict[str, str]) -> int:
+        """Every result of a micro-batch in one round trip; returns how many were written (claims still ours)."""
+        if not outcomes:
+            return 0
+        writes = [
+            UpdateOne(
+                {"_id": outcome.job.id, "claim": outcome.job.claim, "status": "running"},
+                {
+                    "$set": {
+                        "status": "succeeded",
+                        "result": result_document(outcome.probabilities),
+                        "model": model,
+                    },
+                    "$currentDate": {"finished_at": True},
+                },
+            )
+            for outcome in outcomes
+        ]
+        with _reachable():
+            return self._jobs.bulk_write(writes, ordered=False).modified_count
+
+    def retry(self, job: ClaimedJob, error: str) -> bool:
+        """Give a failed attempt back to the queue; the caller publishes it to the retry queue."""
+        with _reachable():
+            updated = self._jobs.update_one(
+                {"_id": job.id, "claim": job.claim, "status": "running"},
+                {"$set": {"status": "queued", "error": error, "published": True}},
+            )
+            return updated.modified_count == 1
+
+    def fail(self, job: ClaimedJob, error: str) -> bool:
+        with _reachable():
+            updated = self._jobs.update_one(
+                {"_id": job.id, "claim": job.claim, "status": "running"},
+                {"$set": {"status": "failed", "error": error}, "$currentDate": {"finished_at": True}},
+            )
+            return updated.modified_count == 1
+
+    def expired_out_of_attempts(self, limit: int = 100) -> list[ClaimedJob]:
+        """Jobs whose last allowed attempt's lease ran out (the worker died every time), as their holder would
+        see them: the caller fails them with `fail`, which also takes care of a holder that was only slow."""
+        with _reachable():
+            cursor = self._jobs.find(
+                {
+                    "status": {"$eq": "running"},
+                    "lease_until": {"$lt": time.time()},
+                    "attempts": {"$gte": self._settings.max_attempts},
+                },
+                CLAIMED,
+            ).limit(limit)
+            return [_claimed(doc) for doc in cursor]
+
+    def requeue_expired(self) -> int:
+        """Expired leases with attempts left (a worker died): queued again, for the sweeper to publish."""
+        with _reachable():
+            requeued = self._jobs.update_many(
+                {
+                    "status": {"$eq": "running"},
+                    "lease_until": {"$lt": time.time()},
+                    "attempts": {"$lt": self._settings.max_attempts},
+                },
+                {"$set": {"status": "queued", "published": False}},
+            )
+            return requeued.modified_count
+
+    def unpublished(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Queued jobs whose publish was never confirmed, after a grace period for submissions in flight."""
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.publish_grace_s)
+        with _reachable():
+            cursor = self._jobs.find(
+                {"status": {"$eq": "queued"}, "published": False, "created_at": {"$lt": cutoff}},
+                {"n_rows": 1},
+            ).limit(limit)
+            return list(cursor)
+
+    def counts(self, states: Sequence[str] = STATES) -> dict[str, int]:
+        """Jobs per state, each an index count on both servers."""
+        database, name = self._jobs.database, self._jobs.name
+        with _reachable():
+            return {
+                state: int(database.command("count", name, query={"status": {"$eq": state}})["n"])
+                for state in states
+            }
+
+
+def _claimed(document: dict[str, Any]) -> ClaimedJob:
+    return ClaimedJob(
+        id=document["_id"],
+        claim=document["claim"],
+        rows=np.frombuffer(document["inputs"], dtype="<f4").reshape(document["n_rows"], -1),
+        attempts=document["attempts"],
+        created_at=document["created_at"],
+    )
+
+
+def result_document(probabilities: np.ndarray) -> dict[str, Any]:
+    return {
+        "predictions": probabilities.argmax(axis=1).tolist(),
+        "probabilities": np.round(probabilities.astype(np.float64), 6).tolist(),
+    }
+
+
+def connect_store(settings: JobSettings) -> JobStore:
+    """A store client; reaching the server waits for the first operation (at most `mongo_timeout_ms`)."""
+    timeout = settings.mongo_timeout_ms
+    client: MongoClient = MongoClient(
+        settings.mongo_url,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout,
+        connectTimeoutMS=timeout,
+        socketTimeoutMS=max(timeout, 30_000),  # a 10,000-row bulk write takes longer than a connect
+    )
+    return JobStore(client, settings)

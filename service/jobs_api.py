@@ -1,0 +1,108 @@
+"""HTTP for jobs: a FastAPI app meant to be mounted at /jobs beside the BentoML APIs.
+
+    POST /jobs        {"instances": [[64 numbers], ...]}, optional Idempotency-Key -> 202 {id, status, url}
+    GET  /jobs/{id}   queued | running | succeeded (+ result, model, timings) | failed (+ error, attempts)
+
+Errors are JSON: 404 unknown or malformed id, 422 invalid rows (the location names the row) or an idempotency
+key reused with other instances (as the IETF Idempotency-Key draft advises), 503 store down.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from pydantic_core import PydanticCustomError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.job_store import IdempotencyConflict, JobStore, StoreUnavailable, is_job_id
+from service.jobs import JobSubmitter
+
+IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instances: Any  # checked by the submitter's row validation, whose errors name the row and field
+
+
+def create_jobs_app(submitter: JobSubmitter, store: JobStore) -> FastAPI:
+    app = FastAPI(title="jobs", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(StoreUnavailable)
+    def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": "job store unavailable, nothing was accepted; retry later"}, 503)
+
+    @app.exception_handler(IdempotencyConflict)
+    def idempotency_conflict(request: Request, exc: IdempotencyConflict) -> JSONResponse:
+        error = {"loc": ["header", "Idempotency-Key"], "msg": str(exc), "type": "idempotency_key_reused"}
+        return JSONResponse({"detail": [error]}, 422)
+
+    @app.exception_handler(PydanticCustomError)
+    def invalid_rows(request: Request, exc: PydanticCustomError) -> JSONResponse:
+        error = {"loc": ["body", "instances"], "msg": exc.message(), "type": exc.type}
+        return JSONResponse({"detail": [error]}, 422)
+
+    # A sync endpoint runs in the thread pool: each thread publishes on its own connection.
+    @app.post("/", status_code=202)
+    def submit_job(
+        body: JobRequest, request: Request, idempotency_key: IdempotencyKey = None
+    ) -> JSONResponse:
+        job = submitter.submit(body.instances, idempotency_key)
+        url = request.url_for("get_job", job_id=job.id).path
+        return JSONResponse({"id": job.id, "status": job.status, "url": url}, 202, headers={"Location": url})
+
+    @app.get("/{job_id}", name="get_job")
+    def get_job(job_id: str) -> JSONResponse:
+        document = store.get(job_id) if is_job_id(job_id) else None
+        if document is None:
+            return JSONResponse({"detail": f"no job {job_id!r}"}, 404)
+        return JSONResponse(job_view(document))
+
+    return app
+
+
+def job_view(document: dict[str, Any]) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": document["_id"],
+        "status": document["status"],
+        "n_rows": document["n_rows"],
+        "attempts": document.get("attempts", 0),
+    }
+    for key in ("result", "model", "error", "idempotency_key"):
+        if key in document:
+            view[key] = document[key]
+    stamps = {key: document.get(key) for key in ("created_at", "started_at", "finished_at")}
+    view["timings"] = {key: _iso(stamp) for key, stamp in stamps.items()}
+    created, started, finished = stamps.values()
+    if finished and started and created:
+        view["timings"] |= {
+            "queued_s": (started - created).total_seconds(),
+            "run_s": (finished - started).total_seconds(),
+            "total_s": (finished - created).total_seconds(),
+        }
+    return view
+
+
+def _iso(stamp: dt.datetime | None) -> str | None:
+    return None if stamp is None else stamp.isoformat()
+
+
+class BarePath:
+    """ASGI middleware for the outer app: `POST /jobs` goes to the mounted `/jobs/` instead of a 307.
+
+    Starlette's Mount("/jobs") only matches `/jobs/...`, and clients do not re-POST after a 307.
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str = "/jobs") -> None:
+        self.app = app
+        self.prefix = prefix.rstrip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.prefix:
+            scope = {**scope, "path": self.prefix + "/", "raw_path": (self.prefix + "/").encode()}
+        await self.app(scope, receive, send)

@@ -1,0 +1,280 @@
+"""The job worker: `python -m service.worker`.
+
+Consume with prefetch N -> gather a micro-batch (up to B rows or T ms) -> claim the jobs atomically ->
+predict once for the whole batch -> write every result in one bulk write -> ack. Acks come only after the
+store has the outcome, so a crash at any point leaves the message to be redelivered; a redelivery of a
+finished job, or of one another worker holds, is acked without work. A sweeper in the same loop requeues
+expired leases and publishes jobs whose publish was never confirmed. SIGTERM finishes the batch in hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import AMQPError
+
+from service.job_metrics import JobMetrics
+from service.job_queue import (
+    BrokerUnavailable,
+    JobMessage,
+    MalformedMessage,
+    Publisher,
+    backoff_delays,
+    connection_parameters,
+    declare_queues,
+    queue_depths,
+)
+from service.job_settings import JobSettings
+from service.job_store import ClaimedJob, JobStore, Outcome, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+LEASE_EXPIRED = "the worker stopped during every attempt (lease expired)"
+BACKLOG = ("queued", "running")
+
+
+class Predictor(Protocol):
+    """The model, injected: the service's model loader in production (`LoadedModel`), anything in tests."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    def predict(self, rows: np.ndarray, /) -> np.ndarray:
+        """float32 [n, 64] -> class probabilities [n, 10]."""
+        ...
+
+
+def load_champion() -> Predictor:
+    """The registered champion, loaded by the same code as the service (one TensorFlow thread each way)."""
+    from pipeline.settings import PipelineSettings
+    from service.model_loader import load_registered
+
+    loaded: Predictor = load_registered(PipelineSettings())
+    return loaded
+
+
+@dataclass(frozen=True)
+class Delivery:
+    tag: int
+    message: JobMessage | None  # None: malformed, to be dead-lettered
+
+    @classmethod
+    def of(cls, tag: int, body: bytes) -> Delivery:
+        try:
+            return cls(tag, JobMessage.decode(body))
+        except MalformedMessage as exc:
+            log.warning("dead-lettering a malformed message: %s", exc)
+            return cls(tag, None)
+
+    @property
+    def rows(self) -> int:
+        """Rows the message announces; a malformed one counts as one, to be taken and rejected."""
+        return max(1, self.message.n_rows) if self.message else 1
+
+
+@dataclass(frozen=True)
+class Failure:
+    job: ClaimedJob
+    error: str
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: JobSettings,
+        store: JobStore,
+        predictor: Predictor,
+        metrics: JobMetrics,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._predictor = predictor
+        self._metrics = metrics
+        self.metrics_registry = metrics.registry
+        self.stop = stop or threading.Event()
+        self._publisher = Publisher(settings, budget_s=10.0)
+        self._model = {"name": predictor.name, "version": predictor.version}
+
+    def run(self) -> None:
+        """Serve until `stop` is set, reconnecting with backoff when the broker or the store goes away."""
+        delays = backoff_delays(first=0.2, cap=5.0)
+        while not self.stop.is_set():
+            try:
+                self._serve()
+            except (AMQPError, OSError, BrokerUnavailable, StoreUnavailable) as exc:
+                # Closing the connection hands every unacked message back to the broker.
+                delay = next(delays)
+                log.warning("worker lost a server (%r); reconnecting in %.1fs", exc, delay)
+                self.stop.wait(delay)
+        self._publisher.close()
+
+    def _serve(self) -> None:
+        connection = pika.BlockingConnection(connection_parameters(self._settings))
+        try:
+            channel = connection.channel()
+            declare_queues(channel, self._settings)
+            self._store.ensure_indexes()
+            channel.basic_qos(prefetch_count=self._settings.prefetch)
+            pending: deque[Delivery] = deque()
+            channel.basic_consume(
+                self._settings.job_queue,
+                lambda _ch, method, _props, body: pending.append(Delivery.of(method.delivery_tag, body)),
+            )
+            next_sweep = 0.0
+            while not self.stop.is_set():
+                if time.monotonic() >= next_sweep:
+                    self._sweep(channel)
+                    next_sweep = time.monotonic() + self._settings.sweep_interval_s
+                connection.process_data_events(time_limit=0 if pending else 0.2)
+                if pending:
+                    self._process(channel, self._gather(connection, pending))
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def _gather(self, connection: pika.BlockingConnection, pending: deque[Delivery]) -> list[Delivery]:
+        """Up to B rows (at least one message), waiting at most T ms for more to arrive."""
+        limit = self._settings.batch_size
+        deadline = time.monotonic() + self._settings.batch_wait_ms / 1000
+        while sum(d.rows for d in pending) < limit and (remaining := deadline - time.monotonic()) > 0:
+            connection.process_data_events(time_limit=remaining)
+        batch = [pending.popleft()]
+        rows = batch[0].rows
+        while pending and rows + pending[0].rows <= limit:
+            rows += pending[0].rows
+            batch.append(pending.popleft())
+        return batch
+
+    def _process(self, channel: BlockingChannel, batch: list[Delivery]) -> None:
+        job_ids = [delivery.message.job_id for delivery in batch if delivery.message]
+        claimed = self._store.claim(sorted(set(job_ids))) if job_ids else []
+        outcomes, failures = self._predict(claimed)
+        written = self._store.succeed(outcomes, self._model)
+        for outcome in outcomes:
+            self._metrics.done("succeeded", outcome.job.created_at)
+        for failure in failures:
+            self._give_back(failure)
+        # A result that did not land lost its claim: to a worker that took over an expired lease (whose own
+        # message finishes the job), or in a store crash that lost the unjournaled claim (the job is queued
+        # again and only this message announces it). The store cannot say which, so those messages go back to
+        # the queue: a redelivery finds the job finished or held and is acked, or claims it.
+        unsure = {outcome.job.id for outcome in outcomes} if written < len(outcomes) else set()
+        # Unclaimed jobs are finished, held by a live claim, or unknown: nothing to do for their messages.
+        for delivery in batch:
+            if delivery.message is None:
+                channel.basic_reject(delivery.tag, requeue=False)
+            elif delivery.message.job_id in unsure:
+                channel.basic_nack(delivery.tag, requeue=True)
+            else:
+                channel.basic_ack(delivery.tag)
+
+    def _predict(self, claimed: list[ClaimedJob]) -> tuple[list[Outcome], list[Failure]]:
+        if not claimed:
+            return [], []
+        try:
+            probabilities = self._checked_predict(np.concatenate([job.rows for job in claimed]))
+        except Exception as exc:
+            if len(claimed) == 1:
+                return [], [Failure(claimed[0], f"{type(exc).__name__}: {exc}")]
+            # One bad job must not fail its batch: find it by predicting each job alone.
+            outcomes: list[Outcome] = []
+            failures: list[Failure] = []
+            for job in claimed:
+                done, failed = self._predict([job])
+                outcomes += done
+                failures += failed
+            return outcomes, failures
+        splits = np.cumsum([len(job.rows) for job in claimed])[:-1]
+        return [
+            Outcome(job, part) for job, part in zip(claimed, np.split(probabilities, splits), strict=True)
+        ], []
+
+    def _checked_predict(self, rows: np.ndarray) -> np.ndarray:
+        probabilities = self._predictor.predict(rows)
+        if probabilities.shape != (len(rows), 10) or not np.isfinite(probabilities).all():
+            raise ValueError(
+                f"the model returned {probabilities.shape} or non-finite values for {len(rows)} rows"
+            )
+        return probabilities
+
+    def _give_back(self, failure: Failure) -> None:
+        """Retry later with a doubled delay, or fail for good into the dead-letter queue."""
+        job, settings = failure.job, self._settings
+        message = JobMessage(job.id, len(job.rows)).encode()
+        if job.attempts >= settings.max_attempts:
+            if self._store.fail(job, failure.error):
+                headers = {"error": failure.error[:500], "attempts": job.attempts}
+                self._publisher.publish(settings.dead_letter_queue, message, headers=headers)
+                self._metrics.done("failed", job.created_at)
+            return
+        if self._store.retry(job, failure.error):
+            delay_ms = int(1000 * settings.retry_delay_s * 2 ** (job.attempts - 1))
+            self._publisher.publish(settings.retry_queue, message, expiration_ms=delay_ms)
+
+    def _sweep(self, channel: BlockingChannel) -> None:
+        # Out of attempts: failed and dead-lettered like any job that failed every attempt.
+        for job in self._store.expired_out_of_attempts():
+            self._give_back(Failure(job, LEASE_EXPIRED))
+        if requeued := self._store.requeue_expired():
+            log.warning("expired leases: %d jobs queued again", requeued)
+        unpublished = self._store.unpublished()
+        for document in unpublished:
+            message = JobMessage(document["_id"], document["n_rows"]).encode()
+            self._publisher.publish(self._settings.job_queue, message)
+        if unpublished:
+            self._store.mark_published([document["_id"] for document in unpublished])
+        # Only the backlog: finished jobs are counted by `finished`, and their count grows without bound.
+        self._metrics.snapshot(self._store.counts(BACKLOG), queue_depths(channel, self._settings))
+
+
+def load_factory(spec: str) -> Callable[[], Predictor]:
+    module, _, attribute = spec.partition(":")
+    factory: Callable[[], Predictor] = getattr(importlib.import_module(module), attribute)
+    return factory
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service.worker", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--predictor",
+        default="service.worker:load_champion",
+        help="MODULE:FACTORY returning the Predictor (default: the registered champion)",
+    )
+    args = parser.parse_args(argv)
+    from pipeline.quiet import quiet
+
+    quiet()
+    logging.basicConfig(level=logging.DEBUG if os.environ.get("NBSHIP_VERBOSE") == "1" else logging.WARNING)
+    settings = JobSettings()
+    from service.job_store import connect_store
+
+    worker = Worker(settings, connect_store(settings), load_factory(args.predictor)(), JobMetrics())
+    if settings.metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop.set())
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""The job store on the MongoDB-protocol server, and the nx-27017 differences DESIGN.md lists, pinned: if an
+upgrade changes one of them, a test here fails and the store's workarounds can be revisited."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import numpy as np
+import pytest
+from pymongo import MongoClient, ReturnDocument
+from pymongo.errors import PyMongoError
+
+from service.job_store import IdempotencyConflict, Job, Outcome, connect_store
+
+
+def test_claim_is_exclusive_until_the_lease_expires(job_settings) -> None:
+    store = connect_store(job_settings.model_copy(update={"lease_s": 0.5}))
+    job = store.create(np.ones((2, 64), dtype=np.float32))
+    first = store.claim([job.id])
+    assert [(c.id, c.attempts, c.rows.shape) for c in first] == [(job.id, 1, (2, 64))]
+    assert store.claim([job.id]) == []  # held
+    time.sleep(0.6)
+    second = store.claim([job.id])
+    assert [c.attempts for c in second] == [2]
+    # The first claim's late result is refused: one result per job, from the current claim holder.
+    assert store.succeed([Outcome(first[0], np.full((2, 10), 0.1))], {"name": "m", "version": "1"}) == 0
+    assert store.succeed([Outcome(second[0], np.full((2, 10), 0.1))], {"name": "m", "version": "1"}) == 1
+    assert store.claim([job.id]) == []  # finished
+    store.close()
+
+
+def test_expired_leases_are_requeued_or_failed_when_out_of_attempts(job_settings) -> None:
+    store = connect_store(job_settings.model_copy(update={"lease_s": 0.1, "max_attempts": 2}))
+    once, twice = (store.create(np.zeros((1, 64), dtype=np.float32)) for _ in range(2))
+    store.claim([twice.id])
+    time.sleep(0.2)
+    store.claim([once.id, twice.id])
+    time.sleep(0.2)
+    assert [(job.id, job.attempts) for job in store.expired_out_of_attempts()] == [(twice.id, 2)]
+    assert store.requeue_expired() == 1
+    assert store.get(once.id)["status"] == "queued"
+    assert store.get(twice.id)["status"] == "running"  # the worker's sweeper fails and dead-letters it
+    assert [d["_id"] for d in store.unpublished()] == []  # inside the publish grace period
+    store.close()
+
+
+def test_a_reused_idempotency_key_with_other_rows_is_a_conflict(store) -> None:
+    rows = np.ones((2, 64), dtype=np.float32)
+    first = store.create(rows, "order-7")
+    assert store.create(rows.copy(), "order-7") == Job(first.id, "queued", 2, created=False)
+    for other in (rows[:1], rows + 1):
+        with pytest.raises(IdempotencyConflict, match=first.id):
+            store.create(other, "order-7")
+
+
+def test_counts_and_claims_do_not_scan_the_collection_on_nx(store, is_nx) -> None:
+    """The query shapes the store uses, as nx-27017 translates them: a bare `{"status": s}` cannot use an
+    index there, `{"$eq": s}` can; `count_documents` copies the collection, the `count` command does not."""
+    if not is_nx:
+        pytest.skip("nx-27017 only")
+    from neosqlite import Connection
+
+    local = Connection(":memory:")["jobs"]
+    translate = local.query_engine.sql_translator.translate_match
+    assert "EXISTS" in translate({"status": "queued"})[0]
+    assert translate({"status": {"$eq": "queued"}})[0] == "WHERE json_extract(data, '$.status') = ?"
+    store.create(np.ones((1, 64), dtype=np.float32))
+    assert store.counts() == {"queued": 1, "running": 0, "succeeded": 0, "failed": 0}
+
+
+@pytest.fixture
+def raw(job_settings):
+    client: MongoClient = MongoClient(job_settings.mongo_url, tz_aware=True)
+    yield client[job_settings.mongo_database]["pins"]
+    client.close()
+
+
+def test_pin_set_of_a_datetime_is_stored_as_a_string_on_nx(raw, is_nx) -> None:
+    now = dt.datetime.now(dt.UTC)
+    raw.insert_one({"_id": 1, "at_insert": now})
+    raw.update_one({"_id": 1}, {"$set": {"by_set": now}, "$currentDate": {"by_current_date": True}})
+    document = raw.find_one({"_id": 1})
+    assert isinstance(document["at_insert"], dt.datetime)
+    assert isinstance(document["by_current_date"], dt.datetime)
+    assert isinstance(document["by_set"], str if is_nx else dt.datetime)
+
+
+def test_pin_find_one_and_update_answers_none_on_error_on_nx(raw, is_nx) -> None:
+    raw.insert_one({"_id": 1, "n": "text"})
+    update = {"$inc": {"n": 1}}  # $inc of a string is an error on both servers
+    if is_nx:
+        assert raw.find_one_and_update({"_id": 1}, update, return_document=ReturnDocument.AFTER) is None
+    else:
+        with pytest.raises(PyMongoError):
+            raw.find_one_and_update({"_id": 1}, update)
+
+
+def test_pin_index_names_differ_on_nx(raw, is_nx) -> None:
+    returned = raw.create_index([("status", 1), ("created_at", 1)])
+    assert returned == "status_1_created_at_1"
+    listed = set(raw.index_information()) - {"_id_"}
+    assert listed == ({"idx_pins_status_created_at"} if is_nx else {"status_1_created_at_1"})
