@@ -69,19 +69,27 @@ def champion_score(client: MlflowClient, champion: ModelVersion, metric: str, da
     run = client.get_run(champion.run_id) if champion.run_id else None
     if run is not None and run.data.tags.get(DATA_SHA_TAG) == data_sha256 and metric in run.data.metrics:
         return run.data.metrics[metric]
-    return rescore(f"models:/{champion.name}/{champion.version}", metric)
+    return rescore(client, champion, metric)
 
 
-def rescore(model_uri: str, metric: str) -> float:
+def rescore(client: MlflowClient, version: ModelVersion, metric: str) -> float:
+    """Load the version from the client's store and score it on the current split.
+
+    The location is resolved through the client, never through the process's global tracking URI.
+    """
     import mlflow
 
     from pipeline.data import load_split
     from pipeline.evaluate import score
     from pipeline.quiet import quiet_keras
 
+    source = str(version.source)
+    if source.startswith("models:/m-"):  # an MLflow 3 logged model
+        source = client.get_logged_model(source.removeprefix("models:/")).artifact_location
+    local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=client.tracking_uri)
     quiet_keras()
     split = load_split()
-    probabilities = mlflow.pyfunc.load_model(model_uri).predict(split.x_test)
+    probabilities = mlflow.pyfunc.load_model(local).predict(split.x_test)
     return score(probabilities, split.y_test)[metric]
 
 

@@ -46,6 +46,7 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
 
     invocation = uuid.uuid4().hex
     executed = settings.runs_dir / invocation / settings.notebook.name
+    tags = lineage.run_tags(settings.notebook, values)
     with ThreadPoolExecutor(max_workers=1) as pool:
         execution = pool.submit(
             _execute, settings, executed, {**values, "pipeline_invocation": invocation}, progress_bar
@@ -54,29 +55,32 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
         try:
             execution.result()
         except NotebookFailed:
-            run = _find_run(client, settings, invocation) or _failure_run(client, settings, invocation)
-            _record(client, run.info.run_id, executed, lineage.run_tags(settings.notebook, values))
-            client.set_terminated(run.info.run_id, "FAILED")
+            failed = _find_run(client, settings, invocation) or _failure_run(client, settings, invocation)
+            _fail(client, failed.info.run_id, tags, executed)
             raise
-
-    found = _find_run(client, settings, invocation)
-    if found is None:
-        raise PipelineError(
-            f"the notebook started no MLflow run (pipeline.notebook.start_run); see {executed}"
+        # The HTML report (seconds of nbconvert) is made while the version is registered and gated.
+        report = pool.submit(html_report, executed)
+        found = _find_run(client, settings, invocation)
+        if found is None:
+            raise PipelineError(
+                f"the notebook started no MLflow run (pipeline.notebook.start_run); see {executed}"
+            )
+        run_id = found.info.run_id
+        model_uri = found.data.tags.get(MODEL_URI_TAG)
+        if not model_uri or settings.gate_metric not in found.data.metrics:
+            _fail(client, run_id, tags, executed)
+            raise PipelineError(
+                f"the notebook logged no model or no {settings.gate_metric}; it must call "
+                f"pipeline.notebook.log_evaluation and log_model (see {executed})"
+            )
+        _tag(client, run_id, tags)
+        version = registry.register(
+            client, model_name, model_uri, run_id, _version_tags({**found.data.tags, **tags})
         )
-    run_id = found.info.run_id
-    _record(client, run_id, executed, lineage.run_tags(settings.notebook, values))
-    model_uri = found.data.tags.get(MODEL_URI_TAG)
-    if not model_uri or settings.gate_metric not in found.data.metrics:
-        client.set_terminated(run_id, "FAILED")
-        raise PipelineError(
-            f"the notebook logged no model or no {settings.gate_metric}; it must call "
-            f"pipeline.notebook.log_evaluation and log_model (see {executed})"
+        decision = gate.run_gate(
+            client, model_name, settings.champion_alias, version, settings.gate_metric, settings.gate_margin
         )
-    version = registry.register(client, model_name, model_uri, run_id, _version_tags(client.get_run(run_id)))
-    decision = gate.run_gate(
-        client, model_name, settings.champion_alias, version, settings.gate_metric, settings.gate_margin
-    )
+        _log_notebook(client, run_id, executed, report.result())
     return TrainResult(run_id, model_name, str(version.version), decision, executed)
 
 
@@ -153,16 +157,27 @@ def _failure_run(client: MlflowClient, settings: PipelineSettings, invocation: s
     return client.create_run(tracking.experiment_id(client, settings), tags={INVOCATION_TAG: invocation})
 
 
-def _record(client: MlflowClient, run_id: str, executed: Path, tags: dict[str, str]) -> None:
-    """Lineage tags, the executed notebook and its HTML report, on the run."""
-    for key, value in tags.items():
-        client.set_tag(run_id, key, value)
+def _tag(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+
+
+def _log_notebook(client: MlflowClient, run_id: str, executed: Path, report: Path) -> None:
+    """The executed notebook and its HTML report, as artifacts of the run."""
+    client.log_artifact(run_id, str(executed), artifact_path="notebook")
+    client.log_artifact(run_id, str(report), artifact_path="notebook")
+
+
+def _fail(client: MlflowClient, run_id: str, tags: dict[str, str], executed: Path) -> None:
+    """Keep what there is of a failed run (lineage, the executed notebook) and mark it failed."""
+    _tag(client, run_id, tags)
     if executed.exists():
-        client.log_artifact(run_id, str(executed), artifact_path="notebook")
-        client.log_artifact(run_id, str(html_report(executed)), artifact_path="notebook")
+        _log_notebook(client, run_id, executed, html_report(executed))
+    client.set_terminated(run_id, "FAILED")
 
 
-def _version_tags(run: Run) -> dict[str, str]:
+def _version_tags(run_tags: dict[str, str]) -> dict[str, str]:
     keep = (lineage.TAG_PREFIX, "mlflow.source.git.commit")
     skip = {MODEL_URI_TAG, INVOCATION_TAG}
-    return {key: value for key, value in run.data.tags.items() if key.startswith(keep) and key not in skip}
+    return {key: value for key, value in run_tags.items() if key.startswith(keep) and key not in skip}

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import nbformat
 import pytest
 from mlflow import MlflowClient
@@ -86,8 +87,6 @@ def test_first_run_is_tracked_registered_and_champion(first, client, settings):
 
 
 def test_model_has_signature_and_explicit_requirements(first, client):
-    import mlflow
-
     version = client.get_model_version(MODEL, first.version)
     info = mlflow.models.get_model_info(f"models:/{MODEL}/{version.version}")
     inputs = info.signature.inputs.to_dict()[0]
@@ -198,9 +197,14 @@ def test_champion_is_rescored_when_its_split_differs(first, client):
     sha = run.data.tags["nbship.data_sha256"]
     champion = client.get_model_version(MODEL, first.version)
     client.set_tag(first.run_id, "nbship.data_sha256", "another-split")
+    previous_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(
+        f"http://127.0.0.1:{free_port()}"
+    )  # the process points elsewhere: use the client's
     try:
         rescored = gate.champion_score(client, champion, "test_accuracy", sha)
     finally:
+        mlflow.set_tracking_uri(previous_uri)
         client.set_tag(first.run_id, "nbship.data_sha256", sha)
     assert rescored == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-9)
 

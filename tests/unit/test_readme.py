@@ -50,3 +50,14 @@ def test_mlproject_train_passes_only_declared_notebook_parameters():
 def test_ci_runs_the_readme_test_command():
     assert "./noxw -s tests" in README
     assert "./noxw -s tests" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_predict_example_is_a_real_digit():
+    import json
+
+    from sklearn.datasets import load_digits
+
+    body = re.search(r"-d '(\{\"instances\".*?\})'", README)
+    assert body, "the README shows a /predict request"
+    rows = json.loads(body.group(1))["instances"]
+    assert rows == [load_digits().data[0].tolist()]
