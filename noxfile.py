@@ -81,6 +81,7 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def stack(session: nox.Session) -> None:
     """Everything on this machine without Docker: RabbitMQ, a MongoDB-protocol server, MLflow UI, the service
-    and a worker (see service/stack.py); Ctrl-C stops what it started."""
+    and a worker (see service/stack.py); Ctrl-C stops what it started. Packages @champion first, as `serve` does."""
     sync(session, "dev")
+    session.run("python", "-m", "pipeline", "package", env=QUIET)
     session.run("python", "-m", "service.stack", env=QUIET)

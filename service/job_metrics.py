@@ -8,6 +8,8 @@ Gauges use the most recent value across processes: every worker reports the same
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -51,3 +53,9 @@ class JobMetrics:
             self.jobs.labels(state).set(n)
         for queue, n in depths.items():
             self.queue_depth.labels(queue).set(n)
+
+
+def bentoml_metrics_dir() -> Path:
+    """Where the service's `/metrics` reads other processes' samples; BentoML empties it when the service
+    starts, so a worker started with PROMETHEUS_MULTIPROC_DIR set to it must start after the service."""
+    return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")) / "prometheus_multiproc_dir"

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from service.job_queue import BrokerUnavailable, JobMessage
-from service.job_store import Job, JobStore, StoreUnavailable
+from service.job_queue import BrokerUnavailable, JobMessage, ThreadPublishers
+from service.job_settings import JobSettings
+from service.job_store import Job, JobStore, StoreUnavailable, connect_store
 
 log = logging.getLogger(__name__)
+
+ParseRows = Callable[
+    [Any], np.ndarray
+]  # the service's row validation: rows -> array, or a PydanticCustomError
 
 
 class Publishes(Protocol):
@@ -77,7 +84,7 @@ class JobSubmitter:
         store: JobStore,
         publisher: Publishes,
         queue: str,
-        parse_rows: Callable[[Any], np.ndarray],
+        parse_rows: ParseRows,
         mark_interval_s: float = 0.2,
     ) -> None:
         """`parse_rows`: the service's row validation (`schemas.InstanceRules` with the per-job row limit).
@@ -105,3 +112,35 @@ class JobSubmitter:
     def close(self) -> None:
         """Write the pending published marks; call at shutdown (the store stays open)."""
         self._marks.close()
+
+
+@contextmanager
+def submitting(settings: JobSettings, store: JobStore, parse_rows: ParseRows) -> Iterator[JobSubmitter]:
+    """A submitter for a thread pool (one broker connection per thread), closed with its connections on exit."""
+    publishers = ThreadPublishers(settings)
+    submitter = JobSubmitter(store, publishers, settings.job_queue, parse_rows)
+    try:
+        yield submitter
+    finally:
+        submitter.close()
+        publishers.close()
+
+
+@dataclass(frozen=True)
+class JobBackend:
+    """What the job API needs: a submitter and the store it writes to."""
+
+    submitter: JobSubmitter
+    store: JobStore
+
+
+@contextmanager
+def open_jobs(settings: JobSettings, parse_rows: ParseRows) -> Iterator[JobBackend]:
+    """The store and a submitter, closed on exit. Opening reaches no server: one that is down fails the
+    requests that need it (StoreUnavailable), never the process that opens them."""
+    store = connect_store(settings)
+    try:
+        with submitting(settings, store, parse_rows) as submitter:
+            yield JobBackend(submitter, store)
+    finally:
+        store.close()

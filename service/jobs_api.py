@@ -5,11 +5,17 @@
 
 Errors are JSON: 404 unknown or malformed id, 422 invalid rows (the location names the row) or an idempotency
 key reused with other instances (as the IETF Idempotency-Key draft advises), 503 store down.
+
+`create_jobs_app` serves a given submitter and store; `served_jobs_app` opens its own when the app starts (in
+each server worker process, through the app's lifespan, which BentoML runs for mounted apps) and closes them
+when it stops.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
@@ -19,7 +25,7 @@ from pydantic_core import PydanticCustomError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.job_store import IdempotencyConflict, JobStore, StoreUnavailable, is_job_id
-from service.jobs import JobSubmitter
+from service.jobs import JobBackend, JobSubmitter
 
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
 
@@ -31,11 +37,35 @@ class JobRequest(BaseModel):
 
 
 def create_jobs_app(submitter: JobSubmitter, store: JobStore) -> FastAPI:
-    app = FastAPI(title="jobs", docs_url=None, redoc_url=None, openapi_url=None)
+    app = _jobs_app()
+    app.state.jobs = JobBackend(submitter, store)
+    return app
+
+
+def served_jobs_app(open_backend: Callable[[], AbstractContextManager[JobBackend]]) -> FastAPI:
+    """The app for a server: `open_backend` runs when the app starts, in the process that serves it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with open_backend() as backend:
+            app.state.jobs = backend
+            yield
+
+    return _jobs_app(lifespan)
+
+
+def _backend(request: Request) -> JobBackend:
+    backend: JobBackend = request.app.state.jobs  # the jobs app itself: Starlette sets scope["app"] per app
+    return backend
+
+
+def _jobs_app(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
+    app = FastAPI(title="jobs", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     @app.exception_handler(StoreUnavailable)
     def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": "job store unavailable, nothing was accepted; retry later"}, 503)
+        accepted = ", nothing was accepted" if request.method == "POST" else ""
+        return JSONResponse({"detail": f"job store unavailable{accepted}; retry later"}, 503)
 
     @app.exception_handler(IdempotencyConflict)
     def idempotency_conflict(request: Request, exc: IdempotencyConflict) -> JSONResponse:
@@ -52,12 +82,16 @@ def create_jobs_app(submitter: JobSubmitter, store: JobStore) -> FastAPI:
     def submit_job(
         body: JobRequest, request: Request, idempotency_key: IdempotencyKey = None
     ) -> JSONResponse:
-        job = submitter.submit(body.instances, idempotency_key)
+        """Queue a prediction job over the rows; answers at once with its id (202). The same
+        Idempotency-Key with the same rows returns the same job."""
+        job = _backend(request).submitter.submit(body.instances, idempotency_key)
         url = request.url_for("get_job", job_id=job.id).path
         return JSONResponse({"id": job.id, "status": job.status, "url": url}, 202, headers={"Location": url})
 
     @app.get("/{job_id}", name="get_job")
-    def get_job(job_id: str) -> JSONResponse:
+    def get_job(job_id: str, request: Request) -> JSONResponse:
+        """The job's state: queued, running, succeeded (with the result and the model that made it) or failed."""
+        store = _backend(request).store
         document = store.get(job_id) if is_job_id(job_id) else None
         if document is None:
             return JSONResponse({"detail": f"no job {job_id!r}"}, 404)

@@ -1,13 +1,17 @@
-"""The prediction service: `POST /predict` with adaptive batching, `GET /model`, and BentoML's own routes
-(`/livez`, `/readyz`, `/metrics`, the OpenAPI page at `/` and `/docs.json`).
+"""The prediction service: `POST /predict` with adaptive batching, `GET /model`, the job API (`POST /jobs`,
+`GET /jobs/{id}`, see service/jobs_api.py) and BentoML's own routes (`/livez`, `/readyz`, `/metrics`, the
+OpenAPI page at `/` and `/docs.json`).
 
 Serve the packaged champion with `bentoml serve service.service:PredictionService` (or `nox -s serve`).
 Defining the service reads `ServiceSettings` (the batching bounds are part of the API's definition) and
-nothing else: each worker loads the model once, in `__init__`.
+nothing else: each worker loads the model once, in `__init__`, and opens the job store and broker clients
+(`JobSettings`) when its job app starts; a store or broker that is down fails only the job requests (503).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import bentoml
 import numpy as np
@@ -15,9 +19,20 @@ from fastapi import FastAPI
 from pydantic import BeforeValidator, Field
 
 from service import batching
+from service.job_settings import JobSettings
+from service.jobs import JobBackend, open_jobs
+from service.jobs_api import BarePath, served_jobs_app
 from service.logs import drop_client_errors
 from service.model_loader import MLFLOW_MODEL_FOLDER, InputSpec, LoadedModel, load_model_dir, read_input_spec
-from service.schemas import LINEAGE_KEY, InstanceRules, ModelLineage, PredictResponse, ServedModel
+from service.schemas import (
+    LINEAGE_KEY,
+    InstanceRules,
+    ModelLineage,
+    NoopResponse,
+    PredictResponse,
+    ServedModel,
+)
+from service.serving_tweaks import accept_one_at_a_time, bind_api_methods
 from service.settings import ServiceSettings
 
 settings = ServiceSettings()
@@ -46,19 +61,35 @@ Instances = Annotated[
 routes = FastAPI(title="model lineage", docs_url=None, redoc_url=None, openapi_url=None)
 
 
+@contextmanager
+def _open_jobs() -> Iterator[JobBackend]:
+    """Job submission checks rows as /predict does, up to the per-job row limit."""
+    job_settings = JobSettings()
+    with open_jobs(job_settings, InstanceRules(_input_spec, job_settings.max_rows_per_job)) as backend:
+        yield backend
+
+
+jobs = served_jobs_app(_open_jobs)
+
+
 @bentoml.service(
     name="nbship",
     workers=settings.workers,
     traffic={"timeout": settings.timeout_s},
     http={"host": settings.host, "port": settings.port},
     logging={"access": {"enabled": settings.access_log}},
+    tracing=settings.tracing_config,
 )
+@bentoml.asgi_app(jobs, path="/jobs")
 @bentoml.asgi_app(routes, path="/")
 class PredictionService:
     bento_model = champion
 
     def __init__(self) -> None:
         drop_client_errors()
+        if settings.fair_accept:
+            accept_one_at_a_time()  # before the worker listens: it starts serving after __init__
+        bind_api_methods(self)  # BentoML rebuilds a method's wrapper on each access, per request
         stored = self.bento_model  # resolved: the stored model
         lineage = ModelLineage.model_validate(stored.info.metadata[LINEAGE_KEY])
         self.model: LoadedModel = load_model_dir(
@@ -85,14 +116,19 @@ class PredictionService:
     if settings.noop_endpoint:
 
         @bentoml.api
-        async def noop(self, instances: list[Any]) -> dict[str, int]:
+        async def noop(self, instances: list[Any]) -> NoopResponse:
             """Benchmarks only (NOOP_ENDPOINT=1): the HTTP stack's ceiling, parsing the same body."""
-            return {"rows": len(instances)}
+            return NoopResponse(rows=len(instances))
 
     @routes.get("/model", response_model=ModelLineage)
     def model_lineage(self) -> ModelLineage:
         """Lineage of the served model: registered name, version, alias, run, metrics, training time."""
         return self.lineage
+
+
+# Clients do not re-POST after a redirect: the bare `POST /jobs` is served, not sent to `/jobs/` with a 307.
+# (`bentoml.service` makes the class a Service; its typing shows the class.)
+cast(bentoml.Service[Any], PredictionService).add_asgi_middleware(BarePath, prefix="/jobs")
 
 
 def respond(served: ServedModel, output: np.ndarray) -> PredictResponse:

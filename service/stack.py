@@ -1,8 +1,9 @@
 """`nox -s stack`: everything on this machine without Docker, in the foreground; Ctrl-C stops what it started.
 
 RabbitMQ (reused if it answers at AMQP_URL, else `rabbitmq-server -detached`), a MongoDB-protocol server
-(MONGO_URL if given, else nx-27017 with its data under the project data folder), the MLflow UI, the service
-and one job worker. Each child runs in its own process group and is stopped by its PID, newest first.
+(MONGO_URL if given, else nx-27017 on 127.0.0.1:NX_PORT with its data under the project data folder), the MLflow
+UI (UI_PORT), the service (PORT) and one job worker. Each child runs in its own process group, stopped by its
+PID, newest first; what is left of a group after its leader exits is killed with it.
 """
 
 from __future__ import annotations
@@ -14,16 +15,27 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pika
 from pika.exceptions import AMQPError
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline.settings import PipelineSettings
+from pipeline.settings import PROJECT_ROOT, PipelineSettings
+from service.job_metrics import bentoml_metrics_dir
 from service.job_queue import connection_parameters
 from service.job_settings import JobSettings
 from service.settings import ServiceSettings
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=(PROJECT_ROOT / ".env", ".env"), extra="ignore")
+
+    nx_port: int = Field(
+        default=27017, ge=1, le=65535, description="nx-27017's port when MONGO_URL is unset."
+    )
 
 
 def broker_answers(settings: JobSettings) -> bool:
@@ -86,29 +98,30 @@ class Stack:
 
     def stop(self) -> None:
         for _name, child in reversed(self._children):
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
+            _signal_group(child.pid, signal.SIGTERM)
         for _name, child in reversed(self._children):
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+            # A leader gone (or stuck) can leave its own children (server workers) behind in its group.
+            _signal_group(child.pid, signal.SIGKILL)
+            child.wait()
         if self._stop_broker:
             subprocess.run(["rabbitmqctl", "stop"], check=False, capture_output=True)
 
 
 def main() -> int:
-    pipeline, jobs = PipelineSettings(), JobSettings()
+    pipeline, jobs, served = PipelineSettings(), JobSettings(), ServiceSettings()
     logs = pipeline.data_dir / "stack"
     logs.mkdir(parents=True, exist_ok=True)
     python = sys.executable
-    env = {"MONGO_URL": jobs.mongo_url}
+    env: dict[str, str] = {}
     stack = Stack(logs)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.broker(jobs)
         if "MONGO_URL" not in os.environ:
-            port = str(urlparse(jobs.mongo_url).port or 27017)
+            port = str(StackSettings().nx_port)
+            env["MONGO_URL"] = f"mongodb://127.0.0.1:{port}"
             folder = pipeline.data_dir / "nx-27017"
             command = [
                 str(Path(python).with_name("nx-27017")), "--host", "127.0.0.1", "--port", port,
@@ -118,12 +131,11 @@ def main() -> int:
             folder.mkdir(parents=True, exist_ok=True)
             stack.start("nx-27017", command, {})
         stack.start("mlflow-ui", [python, "-m", "pipeline", "ui"], {})
-        stack.start("service", [python, "-m", "bentoml", "serve", "service.service:PredictionService"], env)
-        # The worker writes its metrics where BentoML's /metrics reads them, once BentoML has cleaned it.
-        bentoml_home = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
-        metrics_dir = {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_home / "prometheus_multiproc_dir")}
-        served = ServiceSettings()
+        serve = ["bentoml", "serve", "service.service:PredictionService", "--host", served.host]
+        stack.start("service", [python, "-m", *serve, "--port", str(served.port)], env)
         wait_for(lambda: service_answers(f"http://{served.host}:{served.port}/livez"), "the service", 180)
+        # The worker writes its metrics where BentoML's /metrics reads them, once BentoML has emptied that folder.
+        metrics_dir = {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_metrics_dir())}
         stack.start("worker", [python, "-m", "service.worker"], env | metrics_dir)
         print("stack: up; Ctrl-C stops it")
         stack.watch()
@@ -133,6 +145,11 @@ def main() -> int:
         stack.stop()
         print("stack: stopped")
     return 0
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(pgid, signum)
 
 
 def _interrupt(*_: object) -> None:

@@ -115,3 +115,39 @@ def packaged_champion(champion_store: ChampionStore) -> str:
     done = run_pipeline(champion_store, "package")
     assert done.returncode == 0, done.stderr
     return done.stdout.split(" as BentoML model ")[1].strip()
+
+
+# --- The job layer's servers (issue 4): nx-27017 (or MONGO_URL) and RabbitMQ, for integration and e2e tests. ---
+
+from support.job_servers import delete_queues, ensure_broker, fresh_job_settings, nx_server  # noqa: E402
+from support.processes import free_port  # noqa: E402
+
+from service.job_settings import JobSettings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """MONGO_URL if given, else an nx-27017 server process of the test run."""
+    if os.environ.get("MONGO_URL"):
+        yield os.environ["MONGO_URL"]
+        return
+    with nx_server(tmp_path_factory.mktemp("nx-27017"), free_port()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def is_nx(mongo_url: str) -> bool:
+    return not os.environ.get("MONGO_URL")
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    return ensure_broker()
+
+
+@pytest.fixture
+def job_settings(mongo_url: str, amqp_url: str) -> Iterator[JobSettings]:
+    """A database and queues of the test's own, deleted afterwards."""
+    settings = fresh_job_settings(mongo_url, amqp_url)
+    yield settings
+    delete_queues(settings)

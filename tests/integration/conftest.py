@@ -1,111 +1,28 @@
-"""Servers for the job layer's integration tests: a real nx-27017 process (or MONGO_URL) and the local
-RabbitMQ (started with `rabbitmq-server -detached` when it is not running), a fresh database and queue names
-per test, and workers run in threads against them."""
+"""The job layer's integration tests: a store and a submitter on the servers of tests/conftest.py (a real
+nx-27017 process or MONGO_URL, the local RabbitMQ; a fresh database and queue names per test), fake models, and
+workers run in threads against them."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pika
 import pytest
 from prometheus_client import CollectorRegistry
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
-from support.processes import free_port, running, wait_until
+from support.job_servers import settings_env
+from support.processes import wait_until
 
 from service.job_metrics import JobMetrics
-from service.job_queue import ThreadPublishers
 from service.job_settings import JobSettings
 from service.job_store import JobStore, connect_store
-from service.jobs import JobSubmitter
+from service.jobs import JobSubmitter, submitting
 from service.model_loader import InputSpec
 from service.schemas import InstanceRules
 from service.worker import Predictor, Worker
-
-AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-NX = str(Path(sys.executable).with_name("nx-27017"))
-
-
-def broker_up(url: str = AMQP_URL) -> bool:
-    try:
-        pika.BlockingConnection(pika.URLParameters(url)).close()
-    except pika.exceptions.AMQPError:
-        return False
-    return True
-
-
-def mongo_up(url: str) -> bool:
-    try:
-        with MongoClient(url, serverSelectionTimeoutMS=500) as client:
-            client.admin.command("ping")
-    except PyMongoError:
-        return False
-    return True
-
-
-@pytest.fixture(scope="session")
-def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """MONGO_URL if given, else an nx-27017 server process with its own data folder and PID file."""
-    if os.environ.get("MONGO_URL"):
-        yield os.environ["MONGO_URL"]
-        return
-    folder = tmp_path_factory.mktemp("nx-27017")
-    port = free_port()
-    url = f"mongodb://127.0.0.1:{port}"
-    command = [
-        NX, "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(folder / "data"),
-        "--pid-file", str(folder / "nx.pid"), "--log-file", str(folder / "nx.log"),
-    ]  # fmt: skip
-    with running(command, lambda: mongo_up(url), "nx-27017", folder / "out.log", timeout_s=30):
-        yield url
-
-
-@pytest.fixture(scope="session")
-def is_nx(mongo_url: str) -> bool:
-    return not os.environ.get("MONGO_URL")
-
-
-@pytest.fixture(scope="session")
-def amqp_url() -> str:
-    if not broker_up():
-        subprocess.run(["rabbitmq-server", "-detached"], check=False)
-        wait_until(broker_up, 60, "RabbitMQ")
-    return AMQP_URL
-
-
-@pytest.fixture
-def job_settings(mongo_url: str, amqp_url: str) -> Iterator[JobSettings]:
-    """Unique database and queue names; fast timings so that retries and sweeps happen within a test."""
-    name = f"t{uuid.uuid4().hex[:12]}"
-    settings = JobSettings(
-        _env_file=None,
-        amqp_url=amqp_url,
-        mongo_url=mongo_url,
-        mongo_database=name,
-        job_queue=f"test.{name}",
-        batch_wait_ms=10,
-        prefetch=64,
-        batch_size=64,
-        retry_delay_s=0.1,
-        lease_s=3.0,
-        sweep_interval_s=0.5,
-        publish_grace_s=1.0,
-    )
-    yield settings
-    if broker_up(amqp_url):
-        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-        channel = connection.channel()
-        for queue in (settings.job_queue, settings.retry_queue, settings.dead_letter_queue):
-            channel.queue_delete(queue)
-        connection.close()
 
 
 @pytest.fixture
@@ -122,11 +39,8 @@ def rules(max_rows: int) -> InstanceRules:
 
 @pytest.fixture
 def submitter(job_settings: JobSettings, store: JobStore) -> Iterator[JobSubmitter]:
-    publishers = ThreadPublishers(job_settings)
-    submitter = JobSubmitter(store, publishers, job_settings.job_queue, rules(job_settings.max_rows_per_job))
-    yield submitter
-    submitter.close()
-    publishers.close()
+    with submitting(job_settings, store, rules(job_settings.max_rows_per_job)) as submitter:
+        yield submitter
 
 
 class FakeModel:
@@ -231,8 +145,7 @@ class Kit:
     @staticmethod
     def worker_env(settings: JobSettings) -> dict[str, str]:
         """The environment a `python -m service.worker` process needs to build the same settings."""
-        fields = settings.model_dump(exclude_none=True)
-        return {**os.environ, **{key.upper(): str(value) for key, value in fields.items()}}
+        return {**os.environ, **settings_env(settings)}
 
 
 @pytest.fixture

@@ -72,3 +72,30 @@ def running(
         yield process
     finally:
         stop(process)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid`, whatever session or group it moved to (read from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited while listed
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found.update(children)
+        todo.extend(children)
+    return {child for child in found if alive(child)}
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent (or an init that never reaps) to collect it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

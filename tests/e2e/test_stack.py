@@ -1,0 +1,63 @@
+"""`python -m service.stack` (`nox -s stack`) as a person runs it: up, one job through it, Ctrl-C, nothing left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from support.job_servers import delete_queues, fresh_job_settings, settings_env
+from support.processes import alive, descendants, free_port, stop, wait_until
+
+from tests.conftest import PROJECT_ROOT, ChampionStore
+from tests.e2e.conftest import wait_ready
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_stack_runs_a_job_and_ctrl_c_stops_every_process_it_started(
+    champion_store: ChampionStore, packaged_champion: str, amqp_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = fresh_job_settings("unused", amqp_url)
+    jobs = {key: value for key, value in settings_env(settings).items() if key != "MONGO_URL"}
+    env = champion_store.env(**jobs, PORT=str(port), UI_PORT=str(free_port()), NX_PORT=str(free_port()))
+    env.pop("MONGO_URL", None)  # the stack starts its own nx-27017
+    with open(tmp_path / "stack.log", "wb") as log:
+        stack = subprocess.Popen(
+            [sys.executable, "-m", "service.stack"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    started: set[int] = set()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, stack)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            job = client.post("/jobs", json={"instances": champion_store.rows[:2].tolist()})
+            assert job.status_code == 202, job.text
+            # The worker starts once the service is up, then loads TensorFlow: allow for both.
+            wait_until(lambda: client.get(job.json()["url"]).json()["status"] == "succeeded", 180, "the job")
+        started = descendants(stack.pid)
+        names = {Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in started}
+        for part in (b"nx-27017", b"mlflow server", b"bentoml serve", b"service.worker"):
+            assert any(part in name for name in names), (part, names)
+
+        os.kill(stack.pid, signal.SIGINT)
+        assert stack.wait(timeout=120) == 0
+        left = {pid for pid in started if alive(pid)}
+        assert not left, f"still running after Ctrl-C: {left}"
+        assert b"stack: stopped" in (tmp_path / "stack.log").read_bytes()
+    finally:
+        stop(stack)
+        for pid in started:  # only after a failure: what the stack left behind, by PID
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        delete_queues(settings)
