@@ -34,6 +34,13 @@ class PredictResponse(BaseModel):
     probabilities: list[list[float]] = Field(description="Class probabilities of each row.")
 
 
+class NoopResponse(BaseModel):
+    """Answer of the benchmarks' no-op API. A model, like `PredictResponse`: BentoML rebuilds the JSON schema of a
+    plain `dict`/`list` return type on every response, which would make the ceiling slower than /predict."""
+
+    rows: int
+
+
 class ModelLineage(BaseModel):
     """Where the served model comes from; stored with the BentoML model at packaging, served by GET /model."""
 

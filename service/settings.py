@@ -7,6 +7,7 @@ The MLflow side (store, registered name, alias) is `pipeline.settings.PipelineSe
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,18 @@ class ServiceSettings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, description="Worker processes; each uses about one core.")
     access_log: bool = Field(default=False, description="One log line per request (costs throughput).")
+    fair_accept: bool = Field(
+        default=True,
+        description="Each worker accepts one new connection per wake-up, so keep-alive pools spread over workers.",
+    )
+    tracing: bool = Field(
+        default=False,
+        description=(
+            "OpenTelemetry spans per request (exporter and sample rate from BentoML's configuration). Off: the "
+            "tracing middleware skips every path; at BentoML's default sample rate (0) it records nothing anyway, "
+            "and it costs about a quarter of a worker's CPU per request."
+        ),
+    )
     timeout_s: int = Field(default=30, ge=1, description="Request timeout.")
     noop_endpoint: bool = Field(default=False, description="Add POST /noop, the HTTP ceiling for benchmarks.")
     tf_intra_op_threads: int = Field(default=1, ge=0, description="TensorFlow threads per op, per worker.")
@@ -53,6 +66,11 @@ class ServiceSettings(BaseSettings):
                 f"MAX_ROWS ({self.max_rows}) must not exceed MAX_BATCH_SIZE ({self.max_batch_size})"
             )
         return self
+
+    @property
+    def tracing_config(self) -> dict[str, Any]:
+        """BentoML's `tracing` service configuration: with tracing off, every path is excluded from it."""
+        return {} if self.tracing else {"excluded_urls": ["."]}  # a regex matching every URL
 
     @property
     def bento_model_tag(self) -> str:

@@ -9,7 +9,10 @@ its next request when the previous one is answered):
   flask      Flask + gunicorn (tests/benchmarks/serve_flask_app.py), `model.predict` once per request
 For the trained digits model (@champion of the project's store) and a compute-heavy Keras model with random
 weights made here (>= 10 ms a single-row call), registered in a tmp store and packaged the same way.
-Writes docs/benchmarks/serve.md and serve.png. Options: --duration S, --models digits,heavy.
+Each point also records the server's CPU time per request (all its processes, from /proc): unlike requests/s, it
+hardly moves when other jobs share the machine. Writes docs/benchmarks/serve.md and serve.png, keeping the
+profile section of docs/benchmarks/serve_profile.md (see tests/benchmarks/serve_profile.py).
+Options: --duration S, --models digits,heavy.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common import DOCS, ROOT, header
@@ -38,6 +41,7 @@ SERVERS = ("batched", "unbatched", "noop", "mlflow", "flask")
 HEAVY_NAME = "heavy-classifier"
 HEAVY_MIN_MS = 10.0
 READY_TIMEOUT_S = 240
+PROFILE_NOTES = DOCS / "serve_profile.md"
 LUA = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{body}]==]\n'
 
 
@@ -50,6 +54,9 @@ class Point:
     p50_ms: float
     p99_ms: float
     errors: int  # non-2xx responses and socket errors
+    answered: int = 0  # 2xx responses
+    cpu_ms: float = float("nan")  # CPU time of the server's processes (all workers) per answered request
+    load: float = float("nan")  # 1-minute load average at the end of the point
 
 
 @dataclass(frozen=True)
@@ -202,7 +209,7 @@ def measure(subject: Subject, work: Path, duration: int) -> list[Point]:
     points: list[Point] = []
     for server in ("batched", "unbatched", "mlflow", "flask"):
         port = free_port()
-        with serve(server, subject, port, work) as url:
+        with serve(server, subject, port, work) as (url, pid):
             paths = {"batched": ["/predict", "/noop"]}.get(
                 server, ["/predict" if server != "mlflow" else "/invocations"]
             )
@@ -210,10 +217,18 @@ def measure(subject: Subject, work: Path, duration: int) -> list[Point]:
                 label = "noop" if path == "/noop" else server
                 warm(url + path, body, work)
                 for concurrency in CONCURRENCY:
+                    cpu_before = tree_cpu_s(pid)
                     point = wrk(url + path, body, concurrency, duration, work, subject.name, label)
+                    cpu_s = tree_cpu_s(pid) - cpu_before
+                    point = replace(
+                        point,
+                        cpu_ms=cpu_s * 1000 / point.answered if point.answered else float("nan"),
+                        load=os.getloadavg()[0],
+                    )
                     print(
                         f"  {subject.name:6} {label:9} c={concurrency:<3} {point.rps:8.1f} rps  p50 {point.p50_ms:7.1f} ms"
-                        f"  p99 {point.p99_ms:7.1f} ms  errors {point.errors}",
+                        f"  p99 {point.p99_ms:7.1f} ms  errors {point.errors}  cpu {point.cpu_ms:5.2f} ms/req"
+                        f"  load {point.load:.1f}",
                         flush=True,
                     )
                     points.append(point)
@@ -252,8 +267,26 @@ def command(server: str, subject: Subject, port: int) -> tuple[list[str], dict[s
     return [*argv, "--chdir", here, "serve_flask_app:app"], {"MODEL_DIR": str(subject.model_dir)}
 
 
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants (the server's workers)."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                continue
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
 @contextmanager
-def serve(server: str, subject: Subject, port: int, work: Path) -> Iterator[str]:
+def serve(server: str, subject: Subject, port: int, work: Path) -> Iterator[tuple[str, int]]:
     """Start the server in its own process group, wait until it answers, stop it by its PID."""
     argv, extra = command(server, subject, port)
     log = (work / f"{subject.name}-{server}.log").open("w")
@@ -273,7 +306,7 @@ def serve(server: str, subject: Subject, port: int, work: Path) -> Iterator[str]
             log.flush()
             print((work / f"{subject.name}-{server}.log").read_text()[-3000:], file=sys.stderr)
             raise
-        yield url
+        yield url, process.pid
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -330,6 +363,7 @@ def wrk(url: str, body: str, concurrency: int, duration: int, work: Path, model:
         latency(out, "50%"),
         latency(out, "99%"),
         errors,
+        max(0, total - errors),
     )
 
 
@@ -376,7 +410,10 @@ def report(points: list[Point], subjects: list[Subject], duration: int) -> str:
         f"Single-row `POST` requests from wrk (closed loop, {duration} s per point, `--timeout 10s`) on 127.0.0.1; "
         f"every server runs {WORKERS} workers on the same machine as wrk. rps counts 2xx answers only; errors are "
         "non-2xx answers and socket errors. `noop` is an `async` API of the same service parsing the same body "
-        "(the HTTP stack's ceiling). `flask` follows the classic recipe: `model.predict` once per request.\n"
+        "and answering a small pydantic model, as /predict does (the HTTP stack's ceiling). `flask` follows the "
+        "classic recipe: `model.predict` once per request. *server CPU ms/request*: CPU time of all the server's "
+        "processes during the point over the requests answered (wrk's own CPU not included); *load*: 1-minute "
+        "load average at the end of the point (2 cores).\n"
     )
     for subject in subjects:
         lines.append(
@@ -384,12 +421,13 @@ def report(points: list[Point], subjects: list[Subject], duration: int) -> str:
         )
     lines += [
         "",
-        "| model | server | concurrency | requests/s | p50 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| model | server | concurrency | requests/s | p50 ms | p99 ms | errors | server CPU ms/request | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in points:
         lines.append(
-            f"| {p.model} | {p.server} | {p.concurrency} | {p.rps:.1f} | {p.p50_ms:.1f} | {p.p99_ms:.1f} | {p.errors} |"
+            f"| {p.model} | {p.server} | {p.concurrency} | {p.rps:.1f} | {p.p50_ms:.1f} | {p.p99_ms:.1f} "
+            f"| {p.errors} | {p.cpu_ms:.2f} | {p.load:.1f} |"
         )
     lines += [
         "",
@@ -401,6 +439,8 @@ def report(points: list[Point], subjects: list[Subject], duration: int) -> str:
     for name, value, goal in targets(points):
         lines.append(f"| {name} | {value:.2f}x | {goal:g}x | {'yes' if value >= goal else 'no'} |")
     lines += ["", "![latency and throughput](serve.png)", ""]
+    if PROFILE_NOTES.exists():  # the profile (py-spy) of the served workers, kept across runs
+        lines += [PROFILE_NOTES.read_text().rstrip(), ""]
     return "\n".join(lines)
 
 
