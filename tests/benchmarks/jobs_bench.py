@@ -34,6 +34,7 @@ from service.jobs import JobSubmitter
 from service.worker import Predictor, Worker
 
 sys.path.insert(0, str(ROOT / "tests"))
+from support.job_servers import mongo_up
 from support.processes import free_port, running
 
 
@@ -219,21 +220,9 @@ def main(argv: list[str]) -> int:
                 str(Path(sys.executable).with_name("nx-27017")), "--host", "127.0.0.1", "--port", str(port),
                 "--data-dir", f"{folder}/data", "--pid-file", f"{folder}/nx.pid", "--log-file", f"{folder}/nx.log",
             ]  # fmt: skip
-            with running(command, lambda: _ping(url), "nx-27017", Path(folder) / "out.log", timeout_s=30):
+            with running(command, lambda: mongo_up(url), "nx-27017", Path(folder) / "out.log", timeout_s=30):
                 report = measure(url, args)
     DOCS.mkdir(parents=True, exist_ok=True)
     (DOCS / "jobs.md").write_text(report)
     print(report)
     return 0
-
-
-def _ping(url: str) -> bool:
-    from pymongo import MongoClient
-    from pymongo.errors import PyMongoError
-
-    try:
-        with MongoClient(url, serverSelectionTimeoutMS=500) as client:
-            client.admin.command("ping")
-    except PyMongoError:
-        return False
-    return True

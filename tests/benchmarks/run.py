@@ -13,7 +13,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in BENCHMARKS:
         print(f"usage: run.py {{{','.join(BENCHMARKS)}}} [options]", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    here = Path(__file__).resolve().parent
+    sys.path[:0] = [str(here), str(here.parent)]  # the benchmarks, and tests/ for `support`
     return importlib.import_module(BENCHMARKS[argv[0]]).main(argv[1:])
 
 

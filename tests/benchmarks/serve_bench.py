@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common import DOCS, ROOT, header
+from support.processes import stop
 
 CONCURRENCY = (1, 8, 64)
 WORKERS = 2
@@ -308,13 +308,7 @@ def serve(server: str, subject: Subject, port: int, work: Path) -> Iterator[tupl
             raise
         yield url, process.pid
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop(process, timeout_s=30)
         log.close()
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -12,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+from support.processes import stop
 
 READY_TIMEOUT_S = 180
 
@@ -75,10 +74,4 @@ def serving(command: list[str], port: int, env: dict[str, str], cwd: str) -> Ite
             raise RuntimeError(process.stderr.read().decode(errors="replace")[-4000:]) from None
         raise
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop(process, timeout_s=30)
