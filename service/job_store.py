@@ -2,8 +2,8 @@
 
 What keeps both servers alike (see DESIGN.md): timestamps only at insert or with `$currentDate`; the lease
 is a number (epoch seconds), because nx stores a `$set` datetime as a string and its `$lt` against
-`$currentDate` stamps was seen to miss; the idempotency key is hashed into `_id`, so no unique index over a
-field that may be missing is needed; a write error is never read by its code, the document is read back
+`$currentDate` stamps was seen to miss; the owner and idempotency key are hashed into `_id`, so no unique index
+over a field that may be missing is needed; a write error is never read by its code, the document is read back
 instead. Every write is journaled except two whose loss is harmless: the outbox flag (a duplicate publish) and
 the claim. Journals are sequential on both servers, so the journaled result write that follows a claim makes
 the claim durable too; a claim lost in a crash leaves the job queued, the result write then matches nothing
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import secrets
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -38,8 +39,8 @@ from service.job_settings import JobSettings
 
 STATES = ("queued", "running", "succeeded", "failed")
 FINAL_STATES = ("succeeded", "failed")
-KEY_NAMESPACE = uuid.UUID("6f1d5a36-93a4-4a0c-9f55-0a8e3c1d2b7e")
-# Fields a poller sees; the inputs and the claim bookkeeping stay in the store.
+KEY_NAMESPACE = b"nbship.job-id.v2"
+# Fields a poller sees (and the owner, checked before showing them); the inputs and claim bookkeeping stay.
 VIEW = {"inputs": 0, "claim": 0, "lease_until": 0, "published": 0, "payload_sha256": 0}
 # What a worker needs of a claimed job.
 CLAIMED = {"inputs": 1, "n_rows": 1, "attempts": 1, "created_at": 1, "claim": 1}
@@ -82,8 +83,14 @@ class Outcome:
     probabilities: np.ndarray
 
 
-def job_id_for(idempotency_key: str | None) -> str:
-    return (uuid.uuid5(KEY_NAMESPACE, idempotency_key) if idempotency_key else uuid.uuid4()).hex
+def job_id_for(idempotency_key: str | None, owner: str = "") -> str:
+    """128 random bits; with an idempotency key, a digest of the owner and the key, so the same key names the
+    same job only for the same owner, and nobody can compute the id without knowing both."""
+    if not idempotency_key:
+        return secrets.token_hex(16)
+    parts = (KEY_NAMESPACE, owner.encode(), idempotency_key.encode())
+    framed = b"".join(len(part).to_bytes(4, "big") + part for part in parts)  # unambiguous: no separator
+    return hashlib.sha256(framed).hexdigest()[:32]
 
 
 def payload_digest(rows: np.ndarray) -> str:
@@ -120,10 +127,12 @@ class JobStore:
             self._jobs.create_index([("status", 1), ("created_at", 1)])
             self._jobs.create_index("finished_at", expireAfterSeconds=self._settings.retention_s)
 
-    def create(self, rows: np.ndarray, idempotency_key: str | None = None) -> Job:
-        job_id = job_id_for(idempotency_key)
+    def create(self, rows: np.ndarray, idempotency_key: str | None = None, owner: str = "") -> Job:
+        """`owner`: the API key name that submits the job ("" without keys); only it can see the job."""
+        job_id = job_id_for(idempotency_key, owner)
         document: dict[str, Any] = {
             "_id": job_id,
+            "owner": owner,
             "status": "queued",
             "n_rows": len(rows),
             # float32 bytes: a 10,000-row job is 2.5 MB instead of about 8 MB of BSON arrays.
@@ -149,9 +158,14 @@ class JobStore:
                     raise IdempotencyConflict(job_id) from None
                 return Job(job_id, existing["status"], existing["n_rows"], created=False)
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str, owner: str = "") -> dict[str, Any] | None:
+        """The job if `owner` submitted it, else None, as for an unknown id (a job written before owners were
+        stored belongs to "")."""
         with _reachable():
-            return self._jobs.find_one({"_id": job_id}, VIEW)
+            document = self._jobs.find_one({"_id": job_id}, VIEW)
+        if document is None or document.pop("owner", "") != owner:
+            return None
+        return document
 
     def mark_published(self, job_ids: Sequence[str]) -> None:
         with _reachable():
@@ -204,6 +218,8 @@ class JobStore:
                         "model": model,
                     },
                     "$currentDate": {"finished_at": True},
+                    # How often a result landed: exactly once is the contract, and the chaos soak counts it.
+                    "$inc": {"result_writes": 1},
                 },
             )
             for outcome in outcomes

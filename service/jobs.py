@@ -95,10 +95,10 @@ class JobSubmitter:
         self._parse_rows = parse_rows
         self._marks = PublishedMarks(store, mark_interval_s)
 
-    def submit(self, instances: Any, idempotency_key: str | None = None) -> Job:
+    def submit(self, instances: Any, idempotency_key: str | None = None, owner: str = "") -> Job:
         """Raises the validation's PydanticCustomError before anything is written, StoreUnavailable when the
-        store is down, IdempotencyConflict when the key names a job with other rows."""
-        job = self._store.create(self._parse_rows(instances), idempotency_key)
+        store is down, IdempotencyConflict when the key names one of the owner's jobs with other rows."""
+        job = self._store.create(self._parse_rows(instances), idempotency_key, owner=owner)
         if not job.created:
             return job  # the first submission published it, or left it to the sweeper
         try:

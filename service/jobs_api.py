@@ -3,8 +3,10 @@
     POST /jobs        {"instances": [[64 numbers], ...]}, optional Idempotency-Key -> 202 {id, status, url}
     GET  /jobs/{id}   queued | running | succeeded (+ result, model, timings) | failed (+ error, attempts)
 
-Errors are JSON: 404 unknown or malformed id, 422 invalid rows (the location names the row) or an idempotency
-key reused with other instances (as the IETF Idempotency-Key draft advises), 503 store down.
+Errors are JSON: 404 unknown or malformed id (or another API key's job), 422 invalid rows (the location names
+the row) or an idempotency key reused with other instances (as the IETF Idempotency-Key draft advises), 503
+store down. A job belongs to the API key name that submitted it (`service.access.caller`, "" without keys):
+only that key sees it, and idempotency keys are per owner.
 
 `create_jobs_app` serves a given submitter and store; `served_jobs_app` opens its own when the app starts (in
 each server worker process, through the app's lifespan, which BentoML runs for mounted apps) and closes them
@@ -20,12 +22,14 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.access import caller
 from service.job_store import IdempotencyConflict, JobStore, StoreUnavailable, is_job_id
 from service.jobs import JobBackend, JobSubmitter
+from service.schemas import rows_schema
 
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
 
@@ -33,7 +37,8 @@ IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    instances: Any  # checked by the submitter's row validation, whose errors name the row and field
+    # Checked by the submitter's row validation, whose errors name the row and field (and the row limit).
+    instances: Any = Field(description="Rows of the model's input features.", json_schema_extra=rows_schema())
 
 
 def create_jobs_app(submitter: JobSubmitter, store: JobStore) -> FastAPI:
@@ -84,7 +89,7 @@ def _jobs_app(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] |
     ) -> JSONResponse:
         """Queue a prediction job over the rows; answers at once with its id (202). The same
         Idempotency-Key with the same rows returns the same job."""
-        job = _backend(request).submitter.submit(body.instances, idempotency_key)
+        job = _backend(request).submitter.submit(body.instances, idempotency_key, owner=caller(request.scope))
         url = request.url_for("get_job", job_id=job.id).path
         return JSONResponse({"id": job.id, "status": job.status, "url": url}, 202, headers={"Location": url})
 
@@ -92,7 +97,7 @@ def _jobs_app(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] |
     def get_job(job_id: str, request: Request) -> JSONResponse:
         """The job's state: queued, running, succeeded (with the result and the model that made it) or failed."""
         store = _backend(request).store
-        document = store.get(job_id) if is_job_id(job_id) else None
+        document = store.get(job_id, caller(request.scope)) if is_job_id(job_id) else None
         if document is None:
             return JSONResponse({"detail": f"no job {job_id!r}"}, 404)
         return JSONResponse(job_view(document))

@@ -56,6 +56,17 @@ class ModelLineage(BaseModel):
     bento_model: str | None = Field(default=None, description="BentoML model tag.")
 
 
+def rows_schema(max_rows: int | None = None) -> dict[str, Any]:
+    """The JSON schema of `instances` in the OpenAPI document: 1 or more rows of numbers. Only the document's: the
+    rows are checked by `InstanceRules`, whose row width (the model's) is read after the service is defined."""
+    schema: dict[str, Any] = {
+        "type": "array",
+        "minItems": 1,
+        "items": {"type": "array", "minItems": 1, "items": {"type": "number"}},
+    }
+    return schema if max_rows is None else schema | {"maxItems": max_rows}
+
+
 class InstanceRules:
     """Checks the `instances` of a request: 1..max_rows rows of `n_features` finite numbers of the model's dtype.
 

@@ -1,6 +1,7 @@
 """The prediction service: `POST /predict` with adaptive batching, `GET /model`, the job API (`POST /jobs`,
 `GET /jobs/{id}`, see service/jobs_api.py) and BentoML's own routes (`/livez`, `/readyz`, `/metrics`, the
-OpenAPI page at `/` and `/docs.json`).
+OpenAPI page at `/` and `/docs.json`). With `API_KEYS` set, all but health, readiness, metrics and the OpenAPI
+document need a bearer key; bodies over `MAX_BODY_BYTES` are refused (service/access.py).
 
 Serve the packaged champion with `bentoml serve service.service:PredictionService` (or `nox -s serve`).
 Defining the service reads `ServiceSettings` (the batching bounds are part of the API's definition) and
@@ -10,7 +11,6 @@ nothing else: each worker loads the model once, in `__init__`, and opens the job
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any, cast
 
 import bentoml
@@ -19,18 +19,21 @@ from fastapi import FastAPI
 from pydantic import BeforeValidator, Field
 
 from service import batching
+from service.access import LimitBody, RequireKey
 from service.job_settings import JobSettings
 from service.jobs import JobBackend, open_jobs
 from service.jobs_api import BarePath, served_jobs_app
-from service.logs import drop_client_errors
-from service.model_loader import MLFLOW_MODEL_FOLDER, InputSpec, LoadedModel, load_model_dir, read_input_spec
+from service.json_errors import JsonErrors
+from service.logs import drop_client_errors, quiet_broker_client
+from service.model_loader import InputSpec, LoadedModel, read_input_spec
+from service.packaged_model import lineage_of, load_stored, model_dir
 from service.schemas import (
-    LINEAGE_KEY,
     InstanceRules,
     ModelLineage,
     NoopResponse,
     PredictResponse,
     ServedModel,
+    rows_schema,
 )
 from service.serving_tweaks import accept_one_at_a_time, bind_api_methods
 from service.settings import ServiceSettings
@@ -41,21 +44,16 @@ champion = bentoml.models.BentoModel(settings.bento_model_tag)
 
 
 def _input_spec() -> InputSpec:
-    return read_input_spec(_model_dir(champion.stored))
-
-
-def _model_dir(stored: Any) -> Path:
-    if stored is None:
-        raise RuntimeError(
-            f"BentoML model {settings.bento_model_tag} is not in the model store: run `python -m pipeline package`"
-        )
-    return Path(stored.path_of(MLFLOW_MODEL_FOLDER))
+    return read_input_spec(model_dir(champion.stored, settings.bento_model_tag))
 
 
 Instances = Annotated[
     np.ndarray,
     BeforeValidator(InstanceRules(_input_spec, settings.max_rows)),
-    Field(description=f"1 to {settings.max_rows} rows of the model's input features (finite numbers)."),
+    Field(
+        description=f"1 to {settings.max_rows} rows of the model's input features (finite numbers).",
+        json_schema_extra=rows_schema(settings.max_rows),
+    ),
 ]
 
 routes = FastAPI(title="model lineage", docs_url=None, redoc_url=None, openapi_url=None)
@@ -87,18 +85,17 @@ class PredictionService:
 
     def __init__(self) -> None:
         drop_client_errors()
+        quiet_broker_client()
         if settings.fair_accept:
             accept_one_at_a_time()  # before the worker listens: it starts serving after __init__
         bind_api_methods(self)  # BentoML rebuilds a method's wrapper on each access, per request
         stored = self.bento_model  # resolved: the stored model
-        lineage = ModelLineage.model_validate(stored.info.metadata[LINEAGE_KEY])
-        self.model: LoadedModel = load_model_dir(
-            _model_dir(stored),
-            lineage.name,
-            lineage.version,
+        self.model: LoadedModel = load_stored(
+            stored,
             intra_op_threads=settings.tf_intra_op_threads,
             inter_op_threads=settings.tf_inter_op_threads,
         )
+        lineage = lineage_of(stored)
         self.served = ServedModel(name=lineage.name, version=lineage.version)
         self.lineage = lineage.model_copy(
             update={"flavor": self.model.flavor, "bento_model": str(stored.tag)}
@@ -126,9 +123,15 @@ class PredictionService:
         return self.lineage
 
 
-# Clients do not re-POST after a redirect: the bare `POST /jobs` is served, not sent to `/jobs/` with a 307.
-# (`bentoml.service` makes the class a Service; its typing shows the class.)
-cast(bentoml.Service[Any], PredictionService).add_asgi_middleware(BarePath, prefix="/jobs")
+# Outermost of ours: every error answer is JSON. Clients do not re-POST after a redirect: the bare `POST /jobs`
+# is served, not sent to `/jobs/` with a 307. Then the key check (only with API_KEYS: without, nothing changes), then the body limit: a caller without a key
+# gets a 401 before anything is read. (`bentoml.service` makes the class a Service; its typing shows the class.)
+_outer = cast(bentoml.Service[Any], PredictionService)
+_outer.add_asgi_middleware(JsonErrors)
+_outer.add_asgi_middleware(BarePath, prefix="/jobs")
+if settings.api_keys:
+    _outer.add_asgi_middleware(RequireKey, keys=settings.api_keys)
+_outer.add_asgi_middleware(LimitBody, max_bytes=settings.max_body_bytes)
 
 
 def respond(served: ServedModel, output: np.ndarray) -> PredictResponse:

@@ -7,16 +7,24 @@ The MLflow side (store, registered name, alias) is `pipeline.settings.PipelineSe
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.settings import PROJECT_ROOT
+from service.access import ApiKey, parse_api_keys
+
+# The largest legitimate body, a job of 10,000 rows (MAX_ROWS_PER_JOB) of 64 numbers, measured as `json.dumps`
+# writes it: 3.4 MB with the digits data's values (0.0 to 16.0), 13.2 MB with full-precision float64 values.
+DEFAULT_MAX_BODY_BYTES = 16 * 2**20
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=(PROJECT_ROOT / ".env", ".env"), extra="ignore")
+    # Errors never echo their input: API_KEYS holds secrets.
+    model_config = SettingsConfigDict(
+        env_file=(PROJECT_ROOT / ".env", ".env"), extra="ignore", hide_input_in_errors=True
+    )
 
     model_name: str = Field(
         default="digits-classifier", description="Registered MLflow model name, also its BentoML model name."
@@ -57,6 +65,16 @@ class ServiceSettings(BaseSettings):
     noop_endpoint: bool = Field(default=False, description="Add POST /noop, the HTTP ceiling for benchmarks.")
     tf_intra_op_threads: int = Field(default=1, ge=0, description="TensorFlow threads per op, per worker.")
     tf_inter_op_threads: int = Field(default=1, ge=0, description="TensorFlow concurrent ops, per worker.")
+    api_keys: Annotated[tuple[ApiKey, ...], NoDecode, BeforeValidator(parse_api_keys)] = Field(
+        default=(),
+        description=(
+            "Comma-separated NAME:KEY pairs; when set, every route but health, readiness, metrics and the "
+            "OpenAPI document needs `Authorization: Bearer KEY`, and jobs belong to the key's NAME."
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES, ge=1024, description="Largest request body; larger is a 413."
+    )
 
     @model_validator(mode="after")
     def _rows_fit_a_batch(self) -> ServiceSettings:

@@ -1,5 +1,6 @@
 """Test layers by folder: tests/unit (no servers), tests/integration (real servers started by fixtures),
-tests/e2e (served and built service, the container image). The folder sets the marker."""
+tests/e2e (served and built service, the container image), tests/fuzz (schemathesis against the served
+service, only with `--fuzz`). The folder sets the marker."""
 
 from __future__ import annotations
 
@@ -7,14 +8,24 @@ from pathlib import Path
 
 import pytest
 
-LAYERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+LAYERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e, "fuzz": pytest.mark.fuzz}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz", action="store_true", help="run tests/fuzz (schemathesis; `./noxw -s fuzz`)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         layer = Path(str(item.fspath)).parent.name
         if layer in LAYERS:
             item.add_marker(LAYERS[layer])
+    # The fuzz run takes minutes: only with --fuzz (`./noxw -s fuzz`), never in the default run.
+    if not config.getoption("--fuzz"):
+        fuzz = [item for item in items if Path(str(item.fspath)).parent.name == "fuzz"]
+        if fuzz:
+            config.hook.pytest_deselected(items=fuzz)
+            items[:] = [item for item in items if item not in fuzz]
 
 
 # --- The served model (issue 3): a tiny model trained once, registered as @champion in a tmp MLflow store. ---
@@ -151,3 +162,42 @@ def job_settings(mongo_url: str, amqp_url: str) -> Iterator[JobSettings]:
     settings = fresh_job_settings(mongo_url, amqp_url)
     yield settings
     delete_queues(settings)
+
+
+# --- The service with API keys (issue "Hardening"): served with the champion and the job servers. ---
+
+from support.job_servers import settings_env  # noqa: E402
+from support.served import served_service  # noqa: E402
+
+
+@dataclass(frozen=True)
+class KeyedService:
+    url: str
+    keys: dict[str, str]  # API key name -> key
+
+    def auth(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[name]}"}
+
+
+@pytest.fixture(scope="session")
+def keyed_service(
+    packaged_champion: str,
+    champion_store: ChampionStore,
+    mongo_url: str,
+    amqp_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[KeyedService]:
+    """`bentoml serve` with API_KEYS for alice and bob and default limits; the job store up, no job worker."""
+    keys = {name: f"{name}-{name[0] * 40}" for name in ("alice", "bob")}
+    settings = fresh_job_settings(mongo_url, amqp_url)
+    env = champion_store.env(
+        **settings_env(settings),
+        API_KEYS=",".join(f"{name}:{key}" for name, key in keys.items()),
+        WORKERS="1",
+    )
+    log = tmp_path_factory.mktemp("keyed-service") / "service.log"
+    try:
+        with served_service(free_port(), env, log) as url:
+            yield KeyedService(url, keys)
+    finally:
+        delete_queues(settings)

@@ -54,6 +54,18 @@ def test_a_reused_idempotency_key_with_other_rows_is_a_conflict(store) -> None:
             store.create(other, "order-7")
 
 
+def test_a_job_is_seen_only_by_its_owner_and_idempotency_keys_are_per_owner(store) -> None:
+    rows = np.ones((2, 64), dtype=np.float32)
+    alices = store.create(rows, "order-7", owner="alice")
+    bobs = store.create(rows + 1, "order-7", owner="bob")  # other rows: no conflict, another job
+    assert alices.created and bobs.created and alices.id != bobs.id
+    assert store.create(rows, "order-7", owner="alice") == Job(alices.id, "queued", 2, created=False)
+    assert store.get(alices.id, "alice")["n_rows"] == 2 and "owner" not in store.get(alices.id, "alice")
+    assert store.get(alices.id, "bob") is None and store.get(alices.id) is None
+    anonymous = store.create(rows)
+    assert store.get(anonymous.id)["status"] == "queued" and store.get(anonymous.id, "alice") is None
+
+
 def test_counts_and_claims_do_not_scan_the_collection_on_nx(store, is_nx) -> None:
     """The query shapes the store uses, as nx-27017 translates them: a bare `{"status": s}` cannot use an
     index there, `{"$eq": s}` can; `count_documents` copies the collection, the `count` command does not."""

@@ -35,8 +35,11 @@ def test_messages_round_trip() -> None:
     assert JobMessage.decode(message.encode()) == message
 
 
-def test_an_idempotency_key_always_maps_to_the_same_id() -> None:
+def test_an_idempotency_key_always_maps_to_the_same_id_of_its_owner() -> None:
     assert job_id_for("order-1") == job_id_for("order-1") != job_id_for("order-2")
+    assert job_id_for("order-1", "alice") == job_id_for("order-1", "alice") != job_id_for("order-1", "bob")
+    assert job_id_for("order-1", "alice") != job_id_for("order-1")
+    assert job_id_for("eorder-1", "alic") != job_id_for("order-1", "alice")  # owner and key stay apart
     assert job_id_for(None) != job_id_for(None)
     assert all(is_job_id(job_id_for(key)) for key in ("order-1", None))
     assert not is_job_id("../" + "a" * 29) and not is_job_id("A" * 32)
@@ -102,8 +105,8 @@ class RecordingStore:
     def __init__(self) -> None:
         self.marked: list[list[str]] = []
 
-    def create(self, rows: np.ndarray, idempotency_key: str | None = None) -> Job:
-        return Job(job_id_for(idempotency_key), "queued", len(rows), created=True)
+    def create(self, rows: np.ndarray, idempotency_key: str | None = None, owner: str = "") -> Job:
+        return Job(job_id_for(idempotency_key, owner), "queued", len(rows), created=True)
 
     def mark_published(self, job_ids: list[str]) -> None:
         self.marked.append(list(job_ids))
