@@ -48,6 +48,14 @@ def build(session: nox.Session) -> None:
     session.run("python", "-m", "pipeline", "build", env=QUIET)
 
 
+@nox.session(python=PYTHON)
+def container(session: nox.Session) -> None:
+    """Build the Bento, then its container image (Docker if a daemon answers, else podman or buildah; the base
+    image is made locally, nothing is pulled). See pipeline/container.py for the settings."""
+    sync(session)
+    session.run("python", "-m", "pipeline", "container", env=QUIET)
+
+
 @nox.session(name="mlflow-ui", python=PYTHON)
 def mlflow_ui(session: nox.Session) -> None:
     """The MLflow UI on the configured store, on 127.0.0.1 (UI_PORT, default 5000)."""
@@ -72,10 +80,27 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """Schemathesis on the served service's OpenAPI document, with and without an API key (tests/fuzz):
+    no 5xx, every 4xx JSON with a message. Needs RabbitMQ on 127.0.0.1:5672, as `tests` does."""
+    sync(session, "dev")
+    session.run("pytest", "tests/fuzz", "--fuzz", *session.posargs, env=QUIET)
+
+
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks: `./noxw -s bench -- pipeline` or `-- serve` (needs wrk) (see docs/benchmarks/)."""
     sync(session, "dev", "bench")
     session.run("python", "tests/benchmarks/run.py", *session.posargs, env=QUIET)
+
+
+@nox.session(python=PYTHON)
+def chaos(session: nox.Session) -> None:
+    """Chaos soak of the job layer: 5,000 jobs through the job API while workers are SIGKILLed and RabbitMQ and
+    the store restarted, against a no-fault baseline (docs/benchmarks/chaos.md). Packages @champion first."""
+    sync(session, "dev")
+    session.run("python", "-m", "pipeline", "package", env=QUIET)
+    session.run("python", "tests/benchmarks/run.py", "chaos", *session.posargs, env=QUIET)
 
 
 @nox.session(python=PYTHON)

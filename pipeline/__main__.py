@@ -1,4 +1,4 @@
-"""Command line of the pipeline: `python -m pipeline {train,promote,rollback,ui,package,build}`."""
+"""Command line of the pipeline: `python -m pipeline {train,promote,rollback,ui,package,build,container,requirements}`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 from pipeline.errors import PipelineError
 from pipeline.quiet import quiet
-from pipeline.settings import PipelineSettings
+from pipeline.settings import PROJECT_ROOT, PipelineSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("ui", help="start the MLflow UI on the configured store")
     commands.add_parser("package", help="put @champion into the BentoML model store (reused if there)")
     commands.add_parser("build", help="package @champion, then build the service into a Bento")
+    commands.add_parser("container", help="build the Bento, then its container image (bentoml containerize)")
+    commands.add_parser(
+        "requirements", help="write docker/requirements.txt (the image's packages) from uv.lock"
+    )
     return parser
 
 
@@ -80,6 +84,21 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
             f"built Bento {bento} serving {settings.model_name} version {packaged.version} ({packaged.tag})"
         )
         print(f"serve it: bentoml serve {bento}")
+        return 0
+    if args.command == "container":
+        from pipeline.container import ContainerSettings, build_image
+
+        bento, image = build_image(settings, ContainerSettings())
+        size = "" if image.size_bytes is None else f", {image.size_bytes / 1e9:.2f} GB"
+        print(f"built image {', '.join(image.tags)} with {image.backend} in {image.build_s:.0f} s{size}")
+        print(f"API:    podman run --rm --network host -e HOST=127.0.0.1 {image.tags[0]}")
+        print(f"worker: podman run --rm --network host {image.tags[0]} python -m service.worker")
+        return 0
+    if args.command == "requirements":
+        from pipeline.container import REQUIREMENTS, image_requirements
+
+        REQUIREMENTS.write_text(image_requirements())
+        print(f"wrote {REQUIREMENTS.relative_to(PROJECT_ROOT)}")
         return 0
     client = tracking.connect(settings)
     name, alias = settings.model_name, settings.champion_alias

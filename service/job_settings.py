@@ -31,8 +31,19 @@ class JobSettings(BaseSettings):
     )
     retention_s: int = Field(default=7 * 24 * 3600, ge=60, description="TTL of finished jobs.")
     max_rows_per_job: int = Field(default=10_000, ge=1)
+    worker_predictor: str = Field(
+        default="service.worker:load_champion",
+        description=(
+            "MODULE:FACTORY the worker predicts with: `service.worker:load_champion` (the registry's @champion) "
+            "or `service.worker:load_packaged` (the packaged model; what the image uses)."
+        ),
+    )
     metrics_port: int | None = Field(
-        default=None, ge=1, le=65535, description="Worker metrics on 127.0.0.1:PORT when not multiprocess."
+        default=None, ge=1, le=65535, description="Worker metrics on METRICS_HOST:PORT when not multiprocess."
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Interface of the worker's metrics (0.0.0.0 in the image: its own network).",
     )
 
     @property

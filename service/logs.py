@@ -1,4 +1,5 @@
-"""Quiet logs in the service: a bad request is the client's error, answered with a 400, not a server traceback."""
+"""Quiet logs in the service and the worker: a bad request is the client's error, answered with a 400, not a server
+traceback; a broker that is down is one warning of ours per job or reconnect, not pika's traceback per attempt."""
 
 from __future__ import annotations
 
@@ -20,3 +21,10 @@ def drop_client_errors() -> None:
     logger = logging.getLogger(API_ERROR_LOGGER)
     if not any(isinstance(existing, DropClientErrors) for existing in logger.filters):
         logger.addFilter(DropClientErrors())
+
+
+def quiet_broker_client() -> None:
+    """pika logs an ERROR with a traceback for every failed connection attempt (hundreds a minute while RabbitMQ
+    restarts); the job layer reports those failures itself (a warning per job left for the sweeper, or per
+    worker reconnect)."""
+    logging.getLogger("pika").setLevel(logging.CRITICAL)

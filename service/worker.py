@@ -39,6 +39,7 @@ from service.job_queue import (
 )
 from service.job_settings import JobSettings
 from service.job_store import ClaimedJob, JobStore, Outcome, StoreUnavailable
+from service.logs import quiet_broker_client
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,16 @@ def load_champion() -> Predictor:
     from service.model_loader import load_registered
 
     loaded: Predictor = load_registered(PipelineSettings())
+    return loaded
+
+
+def load_packaged() -> Predictor:
+    """The model packaged for the service (the BentoML store; inside an image, the Bento's own): in an image the
+    worker answers with the same model as the API beside it."""
+    from service.packaged_model import load_packaged as load
+    from service.settings import ServiceSettings
+
+    loaded: Predictor = load(ServiceSettings().bento_model_tag)
     return loaded
 
 
@@ -254,22 +265,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.worker", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--predictor",
-        default="service.worker:load_champion",
-        help="MODULE:FACTORY returning the Predictor (default: the registered champion)",
+        default=None,
+        help="MODULE:FACTORY returning the Predictor (default: the setting WORKER_PREDICTOR)",
     )
     args = parser.parse_args(argv)
     from pipeline.quiet import quiet
 
     quiet()
     logging.basicConfig(level=logging.DEBUG if os.environ.get("NBSHIP_VERBOSE") == "1" else logging.WARNING)
+    if os.environ.get("NBSHIP_VERBOSE") != "1":
+        quiet_broker_client()
     settings = JobSettings()
     from service.job_store import connect_store
 
-    worker = Worker(settings, connect_store(settings), load_factory(args.predictor)(), JobMetrics())
+    predictor = load_factory(args.predictor or settings.worker_predictor)()
+    worker = Worker(settings, connect_store(settings), predictor, JobMetrics())
     if settings.metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop.set())
     worker.run()

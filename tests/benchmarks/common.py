@@ -25,9 +25,10 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def header(title: str) -> str:
+def header(title: str, command: str | None = None) -> str:
     cpu = platform.processor() or platform.machine()
+    command = command or f"./noxw -s bench -- {title.split()[0].lower()}"
     return (
         f"# {title}\n\nMeasured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu}), "
-        f"Python {platform.python_version()}. Regenerate with `./noxw -s bench -- {title.split()[0].lower()}`.\n"
+        f"Python {platform.python_version()}. Regenerate with `{command}`.\n"
     )

@@ -6,7 +6,12 @@ import importlib
 import sys
 from pathlib import Path
 
-BENCHMARKS = {"pipeline": "pipeline_bench", "jobs": "jobs_bench", "serve": "serve_bench"}
+BENCHMARKS = {
+    "pipeline": "pipeline_bench",
+    "jobs": "jobs_bench",
+    "serve": "serve_bench",
+    "chaos": "chaos_bench",
+}
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,42 @@
+"""The chaos soak, short: jobs through the served job API while workers are SIGKILLed mid-batch, RabbitMQ is
+restarted and the store is killed and restarted; every accepted job must end succeeded, written once.
+
+The driver is tests/support/chaos.py, the one `./noxw -s chaos` runs with 5,000 jobs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.chaos import ChaosConfig, run_phase
+
+from tests.conftest import ChampionStore
+
+pytestmark = pytest.mark.slow
+
+# 400 jobs spread over about 40 s of submission: time for both restarts and one or two kills (a second kill
+# waits until the first worker's replacement has loaded the model and is working).
+CONFIG = ChaosConfig(jobs=400, concurrency=16, rate=10, kill_every_s=4, max_kills=2)
+
+
+def test_killed_workers_and_restarted_servers_lose_no_job_and_write_none_twice(
+    champion_store: ChampionStore, packaged_champion: str, amqp_url: str, tmp_path: Path
+) -> None:
+    result = run_phase(CONFIG, champion_store.env(), tmp_path, amqp_url)
+
+    # Not vacuous: every fault happened, each with jobs in flight (a kill: jobs running, a batch in hand).
+    kinds = [fault.kind for fault in result.faults]
+    assert kinds.count("broker restarted") == kinds.count("store restarted") == 1, kinds
+    assert 1 <= kinds.count("worker killed") <= 2, kinds
+    assert all(fault.in_flight for fault in result.faults), result.faults
+    assert all(
+        fault.backlog and fault.backlog["running"] for fault in result.faults if fault.kind == "worker killed"
+    )
+    assert result.answers()["503"] > 0, "no client saw the store down"
+
+    assert result.problems() == [], f"{result.problems()} (logs: {result.logs})"
+    assert result.accepted == CONFIG.jobs
+    assert result.statuses == {"succeeded": CONFIG.jobs}
+    assert result.result_writes == {1: CONFIG.jobs}
+    assert result.dead_letters == [] and result.queues == {"main": 0, "retry": 0, "dead": 0}
