@@ -22,7 +22,15 @@ class JobSettings(BaseSettings):
     prefetch: int = Field(default=256, ge=1, description="Unacknowledged messages a worker holds.")
     batch_size: int = Field(default=256, ge=1, description="B: rows per micro-batch.")
     batch_wait_ms: int = Field(default=20, ge=0, description="T: longest wait to fill a micro-batch.")
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Claims of a job before it fails for good: a failed prediction and a lease lost with its worker (killed, "
+            "or cut off from the store) both count, as SQS's maxReceiveCount does, so that a job that kills its "
+            "worker ends too. Five leaves room for infrastructure faults: the chaos soak saw jobs reach a third claim."
+        ),
+    )
     retry_delay_s: float = Field(default=2.0, ge=0.0, description="First retry delay, doubled per attempt.")
     lease_s: float = Field(default=60.0, gt=0.0, description="A claim older than this is claimable again.")
     sweep_interval_s: float = Field(default=5.0, gt=0.0)

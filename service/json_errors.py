@@ -1,8 +1,13 @@
-"""Every error the service answers is JSON with a `detail` message, BentoML's own routing errors included.
+"""Every error the service answers is JSON with a `detail` message, BentoML's own routing errors included, and
+input that parses but breaks the rules is a 422 on every route.
 
 The outer (BentoML) Starlette app answers an unknown path or method with Starlette's plain-text 404/405 ("Not
 Found"), and no exception handler can be added to it; this ASGI middleware rewrites such plain-text error
-answers (status 400 and above) as `{"detail": "<the text>"}`. Other answers pass untouched.
+answers (status 400 and above) as `{"detail": "<the text>"}`.
+
+BentoML answers every validation error of an API's input (`/predict`) with 400, where the job API, like
+FastAPI, answers 422 (Unprocessable Content): its 400s whose errors are not all malformed JSON (`json_invalid`)
+become 422, body unchanged. A body that is not JSON stays a 400. Other answers pass untouched.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ class JsonErrors:
 
         async def send_json_errors(message: Message) -> None:
             nonlocal start
-            if message["type"] == "http.response.start" and message["status"] >= 400 and _is_text(message):
+            if message["type"] == "http.response.start" and (
+                (message["status"] >= 400 and _is_text(message)) or message["status"] == 400
+            ):
                 start = message  # held until the body is complete
                 return
             if start is None or message["type"] != "http.response.body":
@@ -36,6 +43,11 @@ class JsonErrors:
             if message.get("more_body", False):
                 return
             status = start["status"]
+            if not _is_text(start):
+                body = b"".join(chunks)
+                await send({**start, "status": 422 if _unprocessable(body) else status})
+                await send({"type": "http.response.body", "body": body})
+                return
             text = b"".join(chunks).decode(errors="replace").strip()
             body = json.dumps({"detail": text or _phrase(status)}).encode()
             headers = [
@@ -55,6 +67,17 @@ def _is_text(start: Message) -> bool:
         if key.lower() == b"content-type":
             return bytes(value).startswith(b"text/plain")
     return True  # no content type: not JSON either
+
+
+def _unprocessable(body: bytes) -> bool:
+    """A validation error answer (pydantic's error list under `detail`) about anything but malformed JSON."""
+    try:
+        errors = json.loads(body).get("detail")
+    except (ValueError, AttributeError):
+        return False
+    if not isinstance(errors, list) or not errors or not all(isinstance(error, dict) for error in errors):
+        return False
+    return any(error.get("type") != "json_invalid" for error in errors)
 
 
 def _phrase(status: int) -> str:

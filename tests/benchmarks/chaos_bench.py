@@ -19,6 +19,8 @@ from common import DOCS, header
 from support.chaos import ChaosConfig, PhaseResult, run_phase
 from support.job_servers import ensure_broker
 
+from service.job_settings import JobSettings
+
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="run.py chaos", description=__doc__.split("\n")[0])
@@ -65,6 +67,7 @@ def summary(result: PhaseResult) -> str:
 def render(config: ChaosConfig, results: list[tuple[str, PhaseResult]]) -> str:
     phases = dict(results)
     baseline, chaos = phases["baseline"], phases["chaos"]
+    job = JobSettings(_env_file=None)  # type: ignore[call-arg]  # the defaults the soak runs with
     lines = [
         header("Chaos soak", command="./noxw -s chaos"),
         f"{config.jobs} jobs of 1 to {config.max_rows} rows submitted through `POST /jobs` of the served service at "
@@ -72,8 +75,9 @@ def render(config: ChaosConfig, results: list[tuple[str, PhaseResult]]) -> str:
         "transport error with the same key (backoff 0.1 s doubling to 2 s); a job counts as accepted at its 202. "
         f"Stack per phase on 127.0.0.1: nx-27017 (fresh data dir), the service (1 server worker), "
         f"{config.workers} job workers (`python -m service.worker`, the @champion Keras model), the local "
-        "RabbitMQ (queues of the phase's own). Job settings: the defaults (prefetch 256, B=256 rows, T=20 ms, "
-        f"3 attempts, publish grace 10 s) but the lease, {config.lease_s:.0f} s instead of 60 s, and the sweep "
+        f"RabbitMQ (queues of the phase's own). Job settings: the defaults (prefetch {job.prefetch}, "
+        f"B={job.batch_size} rows, T={job.batch_wait_ms} ms, {job.max_attempts} attempts, publish grace "
+        f"{job.publish_grace_s:.0f} s) but the lease, {config.lease_s:.0f} s instead of 60 s, and the sweep "
         f"interval, {config.sweep_interval_s:.0f} s instead of 5 s, so that a killed worker's batch is taken "
         "over within the run.\n",
         "Faults, during the submission only (the drain that follows is left alone): at most every "

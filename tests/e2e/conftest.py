@@ -14,28 +14,32 @@ from support.processes import stop
 
 READY_TIMEOUT_S = 180
 
-# (name, raw JSON body, what the error message must say): each must be a 4xx, never a 500.
-BAD_BODIES: list[tuple[str, bytes, str]] = [
-    ("wrong shape", b'{"instances": [[1, 2, 3]]}', "row 0: has 3 values, the model takes 64"),
+# (name, raw JSON body, what the error message must say, status): 422 for rows that break the rules, 400 for a body
+# that is not JSON; never a 500.
+BAD_BODIES: list[tuple[str, bytes, str, int]] = [
+    ("wrong shape", b'{"instances": [[1, 2, 3]]}', "row 0: has 3 values, the model takes 64", 422),
     (
         "string",
         b'{"instances": [[' + b"0, " * 10 + b'"x"' + b", 0" * 53 + b"]]}",
         "row 0, field 10: expected a number",
+        422,
     ),
-    ("NaN", b'{"instances": [[NaN' + b", 0" * 63 + b"]]}", "row 0, field 0: nan is not a finite number"),
+    ("NaN", b'{"instances": [[NaN' + b", 0" * 63 + b"]]}", "row 0, field 0: nan is not a finite number", 422),
     (
         "infinity",
         b'{"instances": [[0' + b", 0" * 62 + b", Infinity]]}",
         "row 0, field 63: inf is not a finite number",
+        422,
     ),
-    ("empty list", b'{"instances": []}', "no rows: send at least one row"),
+    ("empty list", b'{"instances": []}', "no rows: send at least one row", 422),
     (
         "too many rows",
         b'{"instances": [' + b",".join([b"[" + b"0," * 63 + b"0]"] * 65) + b"]}",
         "65 rows; at most 64",
+        422,
     ),
-    ("malformed JSON", b'{"instances": [[1, 2', "Invalid JSON"),
-    ("no instances", b'{"rows": [[1]]}', "Field required"),
+    ("malformed JSON", b'{"instances": [[1, 2', "Invalid JSON", 400),
+    ("no instances", b'{"rows": [[1]]}', "Field required", 422),
 ]
 
 

@@ -136,5 +136,5 @@ def test_the_largest_job_fits_the_body_limit_and_one_row_more_is_422(
 
 def test_too_many_rows_per_request_name_the_limit(client: httpx.Client, keyed_service: KeyedService) -> None:
     answer = client.post("/predict", json={"instances": [ROW] * 65}, headers=keyed_service.auth("alice"))
-    assert answer.status_code == 400  # BentoML answers every invalid /predict input with 400
+    assert answer.status_code == 422
     assert "65 rows; at most 64 rows per request" in answer.json()["detail"][0]["msg"]

@@ -78,7 +78,7 @@ def test_the_image_serves_the_champion(running: Running, champion_store: Champio
         np.testing.assert_allclose(response.json()["probabilities"], champion_store.probabilities, rtol=1e-5)
         assert client.get("/model").json()["run_id"] == champion_store.run_id
         bad = client.post("/predict", json={"instances": [[1, 2, 3]]})
-        assert bad.status_code == 400 and "the model takes 64" in bad.text
+        assert bad.status_code == 422 and "the model takes 64" in bad.text
         assert client.get("/livez").status_code == 200
         assert client.get("/readyz").status_code == 200
 

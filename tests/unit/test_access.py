@@ -193,6 +193,30 @@ def test_plain_text_errors_become_json_and_the_rest_passes_untouched() -> None:
     assert app.post("/predict", content=b"xy").json() == {"caller": "", "bytes": 2}
 
 
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [
+        ({"error": "1 validation error", "detail": [{"type": "value_error", "msg": "65 rows"}]}, 422),
+        ({"error": "2 validation errors", "detail": [{"type": "json_invalid"}, {"type": "missing"}]}, 422),
+        ({"error": "1 validation error", "detail": [{"type": "json_invalid", "msg": "Invalid JSON"}]}, 400),
+        ({"error": "task_id is required"}, 400),  # not a validation error: left as it is
+    ],
+)
+def test_validation_errors_are_422_and_bodies_that_are_not_json_400(
+    answer: dict[str, object], status: int
+) -> None:
+    async def bentoml_answer(request: Request) -> JSONResponse:
+        return JSONResponse(answer, status_code=400)
+
+    app = TestClient(
+        Starlette(
+            routes=[Route("/predict", bentoml_answer, methods=["POST"])], middleware=[Middleware(JsonErrors)]
+        )
+    )
+    response = app.post("/predict", content=b"{}")
+    assert (response.status_code, response.json()) == (status, answer)
+
+
 def test_a_websocket_without_a_key_is_closed() -> None:
     async def echo(websocket: WebSocket) -> None:
         await websocket.accept()

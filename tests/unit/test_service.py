@@ -65,11 +65,11 @@ def test_http_predict_in_process(client: Any, champion_store: ChampionStore) -> 
     assert body["model"] == {"name": "digits-classifier", "version": champion_store.version}
 
 
-def test_http_bad_input_in_process_is_a_400_naming_the_field(client: Any) -> None:
+def test_http_bad_input_in_process_is_a_422_naming_the_field(client: Any) -> None:
     row: list[Any] = [0.0] * 64
     row[5] = "five"
     response = client.post("/predict", json={"instances": [[0.0] * 64, row]})
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["detail"][0]["msg"] == "row 1, field 5: expected a number, got a string ('five')"
 
 
