@@ -91,8 +91,10 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         bento, image = build_image(settings, ContainerSettings())
         size = "" if image.size_bytes is None else f", {image.size_bytes / 1e9:.2f} GB"
         print(f"built image {', '.join(image.tags)} with {image.backend} in {image.build_s:.0f} s{size}")
-        print(f"API:    podman run --rm --network host -e HOST=127.0.0.1 {image.tags[0]}")
-        print(f"worker: podman run --rm --network host {image.tags[0]} python -m service.worker")
+        engine = "docker" if image.backend == "docker" else "podman"
+        job_layer = "-e AMQP_URL=... -e MONGO_URL=..."
+        print(f"API:    {engine} run --rm -p 3000:3000 {job_layer} {image.tags[0]}")
+        print(f"worker: {engine} run --rm {job_layer} {image.tags[0]} python -m service.worker")
         return 0
     if args.command == "requirements":
         from pipeline.container import REQUIREMENTS, image_requirements
