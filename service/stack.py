@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -27,6 +26,7 @@ from pipeline.settings import PROJECT_ROOT, PipelineSettings
 from service.job_metrics import bentoml_metrics_dir
 from service.job_queue import connection_parameters
 from service.job_settings import JobSettings
+from service.polling import http_ok, wait_until
 from service.settings import ServiceSettings
 
 
@@ -46,20 +46,11 @@ def broker_answers(settings: JobSettings) -> bool:
     return True
 
 
-def service_answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"stack: {what} did not come up in {timeout_s:.0f} s")
-        time.sleep(0.5)
+    try:
+        wait_until(check, timeout_s, what)
+    except TimeoutError:
+        raise SystemExit(f"stack: {what} did not come up in {timeout_s:.0f} s") from None
 
 
 class Stack:
@@ -133,7 +124,7 @@ def main() -> int:
         stack.start("mlflow-ui", [python, "-m", "pipeline", "ui"], {})
         serve = ["bentoml", "serve", "service.service:PredictionService", "--host", served.host]
         stack.start("service", [python, "-m", *serve, "--port", str(served.port)], env)
-        wait_for(lambda: service_answers(f"http://{served.host}:{served.port}/livez"), "the service", 180)
+        wait_for(http_ok(f"http://{served.host}:{served.port}/livez"), "the service", 180)
         # The worker writes its metrics where BentoML's /metrics reads them, once BentoML has emptied that folder.
         metrics_dir = {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_metrics_dir())}
         stack.start("worker", [python, "-m", "service.worker"], env | metrics_dir)

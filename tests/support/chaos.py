@@ -49,7 +49,7 @@ from pymongo.errors import PyMongoError
 
 from service.job_settings import JobSettings
 from support.job_servers import NX, delete_queues, fresh_job_settings, mongo_up, settings_env
-from support.processes import alive, descendants, free_port, stop, wait_until
+from support.processes import alive, descendants, free_port, http_ok, stop, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED = re.compile(r'^nbship_jobs_finished_total\{state="succeeded"\} (\S+)$', re.MULTILINE)
@@ -247,7 +247,7 @@ class Stack:
         serve = ["bentoml", "serve", "service.service:PredictionService", "--host", "127.0.0.1"]
         service = self._start("service", [sys.executable, "-m", *serve, "--port", str(self.port)], self.env)
         self.workers = [self._start_worker() for _ in range(self.config.workers)]
-        wait_until(lambda: _http_ok(f"{self.url}/readyz"), 240, "the service", service)
+        wait_until(http_ok(f"{self.url}/readyz"), 240, "the service", service)
         self.processes.remember_children(service)
         for process, port in self.workers:
             wait_until(lambda p=port: self.finished(p) is not None, 240, "a worker", process)
@@ -594,11 +594,3 @@ def _check(
         wall_s=(finished - created).total_seconds() if created and finished else float("nan"),
         logs=stack.folder,
     )
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False

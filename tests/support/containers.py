@@ -3,7 +3,6 @@ on 127.0.0.1), each stopped by name and checked gone by its PID."""
 
 from __future__ import annotations
 
-import os
 import resource
 import subprocess
 import uuid
@@ -11,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from support.processes import wait_until
+from support.processes import alive, wait_until
 
 # runc (crun cannot set these ulimits here) with explicit ulimits: a container may not raise them above the host's.
 _NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -40,14 +39,6 @@ def podman(*args: str) -> str:
     return subprocess.run(["podman", *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @contextmanager
 def running_container(
     image: str, env: dict[str, str], command: tuple[str, ...] = (), *, read_only: bool = True
@@ -64,4 +55,4 @@ def running_container(
     finally:
         subprocess.run(["podman", "stop", "--time", "10", name], capture_output=True)
         subprocess.run(["podman", "rm", "--force", name], capture_output=True)
-        wait_until(lambda: not pid_alive(container.pid), 15, f"container {name} (PID {container.pid}) gone")
+        wait_until(lambda: not alive(container.pid), 15, f"container {name} (PID {container.pid}) gone")

@@ -6,42 +6,19 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from service.polling import http_ok, wait_until
+
+__all__ = ["alive", "descendants", "free_port", "http_ok", "running", "stop", "wait_until"]
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_until(
-    ready: Callable[[], bool], timeout_s: float, what: str, process: subprocess.Popen | None = None
-):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode} before it was ready")
-        try:
-            if ready():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} not ready after {timeout_s:.0f} s")
-
-
-def http_ok(url: str) -> Callable[[], bool]:
-    import urllib.request
-
-    def check() -> bool:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-
-    return check
 
 
 def stop(process: subprocess.Popen, timeout_s: float = 15) -> None:
