@@ -20,7 +20,7 @@ def build(
 ) -> tuple[str, Packaged]:
     """Returns the Bento's tag and the model it holds (the packaged champion, made the store's latest)."""
     packaged = package(settings)
-    env = {**QUIET_ENV, **os.environ, "MODEL_NAME": settings.model_name, "MODEL_TAG": packaged.tag}
+    env = {**tool_env(), "MODEL_NAME": settings.model_name, "MODEL_TAG": packaged.tag}
     command = [
         sys.executable,
         "-m",
@@ -39,3 +39,14 @@ def build(
             f"bentoml build failed ({done.returncode}):\n{done.stderr.strip() or done.stdout}"
         )
     return tags[-1].strip(), packaged
+
+
+def tool_env() -> dict[str, str]:
+    """This environment, quiet, with uv on PATH: `bentoml build` needs it (it bootstraps uv with pip, which the
+    project's environment lacks, when uv is not on PATH) and so does the image build. `./noxw` installs uv into
+    .tools/bin; a shell with only the venv activated has it nowhere else."""
+    env = {**QUIET_ENV, **os.environ}
+    env["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent), env.get("PATH", ""), str(PROJECT_ROOT / ".tools" / "bin")]
+    )
+    return env

@@ -29,9 +29,8 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline.build import build
+from pipeline.build import build, tool_env
 from pipeline.errors import PipelineError
-from pipeline.quiet import QUIET_ENV
 from pipeline.settings import PROJECT_ROOT, PipelineSettings
 
 BENTOFILE = PROJECT_ROOT / "bentofile.yaml"
@@ -69,7 +68,7 @@ class Image:
 
 def image_requirements() -> str:
     """The image's pinned Python packages: uv.lock's runtime dependencies, less the training-only ones."""
-    uv = shutil.which("uv") or str(PROJECT_ROOT / ".tools" / "bin" / "uv")
+    uv = shutil.which("uv", path=tool_env()["PATH"]) or "uv"
     prune = [arg for name in TRAINING_ONLY for arg in ("--prune", name)]
     command = [uv, "export", "--frozen", "--no-default-groups", "--no-emit-project", "--no-hashes"]
     done = subprocess.run(
@@ -125,7 +124,7 @@ def ensure_base_image(backend: Backend, image: str) -> bool:
             f"the base image {image} is missing and mmdebstrap, which makes it, is not installed "
             "(Debian: apt-get install mmdebstrap)"
         )
-    _checked([str(BASE_IMAGE_SCRIPT), image, backend], f"making the base image {image}", env=_tool_env())
+    _checked([str(BASE_IMAGE_SCRIPT), image, backend], f"making the base image {image}", env=tool_env())
     return True
 
 
@@ -136,7 +135,7 @@ def containerize(
     tags = (f"{settings.image_name}:{version}", f"{settings.image_name}:latest", *extra_tags)
     command = [sys.executable, "-m", "bentoml", "containerize", bento, "--backend", backend]
     command += [arg for tag in tags for arg in ("--image-tag", tag)]
-    env = _tool_env()
+    env = tool_env()
     if backend != "docker":
         env["BUILDAH_ISOLATION"] = "chroot"  # no runc inside the build: works unprivileged and in containers
         command += ["--opt", "network=host"]  # the build's package downloads go where the host's go
@@ -174,15 +173,6 @@ def build_image(settings: PipelineSettings, container: ContainerSettings) -> tup
     bento, packaged = build(settings)
     print(f"built Bento {bento} serving {settings.model_name} version {packaged.version}", flush=True)
     return bento, containerize(bento, container, backend)
-
-
-def _tool_env() -> dict[str, str]:
-    """The builders and uv on PATH (./noxw installs uv into .tools/bin)."""
-    env = {**QUIET_ENV, **os.environ}
-    env["PATH"] = os.pathsep.join(
-        [str(Path(sys.executable).parent), env.get("PATH", ""), str(PROJECT_ROOT / ".tools" / "bin")]
-    )
-    return env
 
 
 def _quiet_ok(command: list[str]) -> bool:
