@@ -1,16 +1,25 @@
-"""The champion gate: a new version takes `@champion` only if it beats it on the same held-out rows."""
+"""The champion gate: a new version takes `@champion` only if it beats it on the candidate's own held-out rows.
+
+The metric's direction is known (pipeline.metrics): higher accuracy, lower RMSE. A champion with another
+contract (input, output, task, class or feature names) answers other requests: it is not comparable, the gate
+keeps it and says so, and `python -m pipeline promote` stays the audited way to switch by hand.
+"""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline import registry
+from pipeline import evaluation, metrics, registry
 from pipeline.lineage import DATA_SHA_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+
+    from service.contract import ModelContract
 
 
 @dataclass(frozen=True)
@@ -22,18 +31,26 @@ class Decision:
     candidate_score: float
     champion_version: str | None
     champion_score: float | None
+    not_comparable: str | None = None  # why the champion cannot be compared with the candidate
 
     def summary(self, alias: str) -> str:
         candidate = f"version {self.candidate_version} {self.metric}={self.candidate_score:.4f}"
         if self.champion_version is None:
             return f"promoted: {candidate} is the first @{alias}"
+        if self.not_comparable:
+            return (
+                f"kept the champion: @{alias} version {self.champion_version} is not comparable with version "
+                f"{self.candidate_version} ({self.not_comparable}); switch by hand with "
+                f"`python -m pipeline promote {self.candidate_version}`, or register under another MODEL_NAME"
+            )
         champion = f"@{alias} version {self.champion_version} {self.metric}={self.champion_score:.4f}"
         verdict = "promoted" if self.promote else "kept the champion"
         relation = "beats" if self.promote else "does not beat"
-        return f"{verdict}: {candidate} {relation} {champion} by the margin {self.margin:g}"
+        direction = "higher" if metrics.HIGHER_IS_BETTER[self.metric] else "lower"
+        return f"{verdict}: {candidate} {relation} {champion} by the margin {self.margin:g} ({direction} is better)"
 
     def tags(self) -> dict[str, str]:
-        return {
+        tags = {
             "gate.decision": "promoted" if self.promote else "refused",
             "gate.metric": self.metric,
             "gate.margin": repr(self.margin),
@@ -41,6 +58,9 @@ class Decision:
             "gate.champion_version": self.champion_version or "",
             "gate.champion_score": "" if self.champion_score is None else repr(self.champion_score),
         }
+        if self.not_comparable:
+            tags["gate.not_comparable"] = self.not_comparable
+        return tags
 
 
 def decide(
@@ -52,64 +72,63 @@ def decide(
     champion_score: float | None,
 ) -> Decision:
     """Promote when there is no champion, or when the candidate is better by at least `margin` (and better)."""
-    promote = champion_score is None or (
-        candidate_score > champion_score and candidate_score - champion_score >= margin
-    )
+    promote = champion_score is None or metrics.better(metric, candidate_score, champion_score, margin)
     return Decision(
         promote, metric, margin, candidate_version, candidate_score, champion_version, champion_score
     )
 
 
-def champion_score(client: MlflowClient, champion: ModelVersion, metric: str, data_sha256: str) -> float:
-    """The champion's score on the candidate's test rows.
+def champion_score(
+    client: MlflowClient, champion: ModelVersion, metric: str, rows: evaluation.HeldOut, data_sha256: str
+) -> float:
+    """The champion's score on the candidate's held-out rows.
 
-    When the champion's run logged its score on the very same split (same data hash), that figure is used;
-    otherwise the champion is loaded and scored on the current split.
+    When the champion's run logged its score on the very same rows (same data hash), that figure is used;
+    otherwise the champion is loaded as the service loads it and scored on the candidate's rows.
     """
     run = client.get_run(champion.run_id) if champion.run_id else None
     if run is not None and run.data.tags.get(DATA_SHA_TAG) == data_sha256 and metric in run.data.metrics:
         return run.data.metrics[metric]
-    return rescore(client, champion, metric)
-
-
-def rescore(client: MlflowClient, version: ModelVersion, metric: str) -> float:
-    """Load the version from the client's store and score it on the current split.
-
-    The location is resolved through the client, never through the process's global tracking URI.
-    """
-    import mlflow
-
-    from pipeline.data import load_split
-    from pipeline.evaluate import score
-    from pipeline.quiet import quiet_keras
-
-    source = str(version.source)
-    if source.startswith("models:/m-"):  # an MLflow 3 logged model
-        source = client.get_logged_model(source.removeprefix("models:/")).artifact_location
-    local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=client.tracking_uri)
-    quiet_keras()
-    split = load_split()
-    probabilities = mlflow.pyfunc.load_model(local).predict(split.x_test)
-    return score(probabilities, split.y_test)[metric]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = evaluation.download_model(client, str(champion.source), Path(tmp))
+        loaded = evaluation.load(model_dir, champion.name, str(champion.version))
+        return evaluation.score_on(loaded, rows)[metric]
 
 
 def run_gate(
-    client: MlflowClient, name: str, alias: str, candidate: ModelVersion, metric: str, margin: float
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    candidate: ModelVersion,
+    contract: ModelContract,
+    rows: evaluation.HeldOut,
+    metric: str,
+    margin: float,
 ) -> Decision:
     """Decide, then move the alias or leave it; the version is tagged with the decision and both figures."""
     run = client.get_run(str(candidate.run_id))
     current = registry.holder(client, name, alias)
-    current_score = None
-    if current is not None:
-        current_score = champion_score(client, current, metric, run.data.tags.get(DATA_SHA_TAG, ""))
-    decision = decide(
-        metric,
-        margin,
-        str(candidate.version),
-        run.data.metrics[metric],
-        str(current.version) if current else None,
-        current_score,
-    )
+    candidate_score = run.data.metrics[metric]
+    if current is None:
+        decision = decide(metric, margin, str(candidate.version), candidate_score, None, None)
+    else:
+        differs = contract.differs_from(evaluation.contract_at(client, str(current.source)))
+        if differs:
+            decision = Decision(
+                False,
+                metric,
+                margin,
+                str(candidate.version),
+                candidate_score,
+                str(current.version),
+                None,
+                differs,
+            )
+        else:
+            score = champion_score(client, current, metric, rows, run.data.tags.get(DATA_SHA_TAG, ""))
+            decision = decide(
+                metric, margin, str(candidate.version), candidate_score, str(current.version), score
+            )
     for key, value in decision.tags().items():
         client.set_model_version_tag(name, candidate.version, key, value)
     if decision.promote:

@@ -13,6 +13,8 @@ TAG_PREFIX = "nbship."
 MODEL_URI_TAG = f"{TAG_PREFIX}model_uri"
 DATA_SHA_TAG = f"{TAG_PREFIX}data_sha256"
 INVOCATION_TAG = f"{TAG_PREFIX}invocation"
+TASK_TAG = f"{TAG_PREFIX}task"
+EVALUATION_ARTIFACT = "evaluation/rows.npz"  # the held-out rows and targets the run was scored on (x, y)
 
 
 def notebook_sha256(path: Path) -> str:

@@ -7,7 +7,6 @@ reused, and becomes the store's `latest` again (after a rollback, the older vers
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,11 +37,11 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
     import bentoml
     from bentoml.exceptions import BentoMLException, NotFound
 
-    from service.model_loader import MLFLOW_MODEL_FOLDER, UnsupportedModel, read_input_spec
+    from service.contract import ContractError, read_contract
+    from service.model_loader import MLFLOW_MODEL_FOLDER
     from service.schemas import LINEAGE_KEY
     from service.settings import bento_model_name
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = tracking.connect(settings)  # also sets MLFLOW_TRACKING_URI, which bentoml.mlflow needs
     alias = alias or settings.champion_alias
     version = registry.holder(client, settings.model_name, alias)
@@ -72,8 +71,8 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
     except BentoMLException as exc:  # e.g. the version's artifacts were deleted from the store
         raise PipelineError(f"cannot package version {number} of {settings.model_name!r}: {exc}") from None
     try:
-        read_input_spec(Path(stored.path_of(MLFLOW_MODEL_FOLDER)))
-    except UnsupportedModel as exc:
+        read_contract(Path(stored.path_of(MLFLOW_MODEL_FOLDER)))
+    except ContractError as exc:
         bentoml.models.delete(stored.tag)
         raise PipelineError(f"version {number} of {settings.model_name!r} cannot be served: {exc}") from None
     return Packaged(str(stored.tag), number, reused=False)

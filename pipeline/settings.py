@@ -6,7 +6,6 @@ Built once at the entry point (`python -m pipeline ...`) and passed down; nothin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
@@ -29,8 +28,11 @@ class PipelineSettings(BaseSettings):
     experiment_name: str = "digits"
     model_name: str = Field(default="digits-classifier", description="Registered model name.")
     champion_alias: str = "champion"
-    gate_metric: Literal["test_accuracy", "test_macro_f1"] = "test_accuracy"
-    gate_margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    gate_metric: str | None = Field(
+        default=None,
+        description="Metric the gate compares; default by task: test_accuracy (classifiers), test_rmse (regressors).",
+    )
+    gate_margin: float = Field(default=0.0, ge=0.0, description="Least improvement, in the metric's units.")
     notebook: Path = PROJECT_ROOT / "notebooks" / "train.ipynb"
     kernel_name: str = "python3"
     ui_host: str = "127.0.0.1"
@@ -40,6 +42,15 @@ class PipelineSettings(BaseSettings):
     @classmethod
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().resolve()
+
+    @field_validator("gate_metric")
+    @classmethod
+    def _known_metric(cls, metric: str | None) -> str | None:
+        from pipeline.metrics import HIGHER_IS_BETTER
+
+        if metric and metric not in HIGHER_IS_BETTER:
+            raise ValueError(f"unknown metric {metric!r}; one of {', '.join(HIGHER_IS_BETTER)}")
+        return metric or None
 
     @field_validator("mlflow_tracking_uri")
     @classmethod

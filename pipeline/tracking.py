@@ -38,6 +38,7 @@ def connect(settings: PipelineSettings) -> MlflowClient:
     if settings.artifact_location:
         settings.artifact_root.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per download otherwise
     import mlflow
 
     mlflow.set_tracking_uri(uri)

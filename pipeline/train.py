@@ -7,6 +7,8 @@ to MLflow. The notebook starts the MLflow run itself, tagged with this invocatio
 from __future__ import annotations
 
 import os
+import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline import gate, lineage, params, registry, tracking
+from pipeline import evaluation, gate, lineage, metrics, params, registry, tracking
 from pipeline.errors import NotebookFailed, PipelineError
 from pipeline.lineage import INVOCATION_TAG, MODEL_URI_TAG
 from pipeline.quiet import QUIET_ENV
@@ -25,6 +27,8 @@ from pipeline.settings import PipelineSettings
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
+
+    from service.contract import ModelContract
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
     invocation = uuid.uuid4().hex
     executed = settings.runs_dir / invocation / settings.notebook.name
     tags = lineage.run_tags(settings.notebook, values)
+    threading.Thread(target=_import_tensorflow, name="import-tensorflow", daemon=True).start()
     with ThreadPoolExecutor(max_workers=1) as pool:
         execution = pool.submit(
             _execute, settings, executed, {**values, "pipeline_invocation": invocation}, progress_bar
@@ -66,22 +71,56 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
                 f"the notebook started no MLflow run (pipeline.notebook.start_run); see {executed}"
             )
         run_id = found.info.run_id
-        model_uri = found.data.tags.get(MODEL_URI_TAG)
-        if not model_uri or settings.gate_metric not in found.data.metrics:
+        try:
+            contract, rows, metric = _checked(client, settings, found, executed)
+        except PipelineError:
             _fail(client, run_id, tags, executed)
-            raise PipelineError(
-                f"the notebook logged no model or no {settings.gate_metric}; it must call "
-                f"pipeline.notebook.log_evaluation and log_model (see {executed})"
-            )
+            raise
         _tag(client, run_id, tags)
         version = registry.register(
-            client, model_name, model_uri, run_id, _version_tags({**found.data.tags, **tags})
+            client,
+            model_name,
+            found.data.tags[MODEL_URI_TAG],
+            run_id,
+            _version_tags({**found.data.tags, **tags}),
         )
         decision = gate.run_gate(
-            client, model_name, settings.champion_alias, version, settings.gate_metric, settings.gate_margin
+            client, model_name, settings.champion_alias, version, contract, rows, metric, settings.gate_margin
         )
         _log_notebook(client, run_id, executed, report.result())
     return TrainResult(run_id, model_name, str(version.version), decision, executed)
+
+
+def _checked(
+    client: MlflowClient, settings: PipelineSettings, found: Run, executed: Path
+) -> tuple[ModelContract, evaluation.HeldOut, str]:
+    """The run's model loaded as the service loads it, answering its held-out rows as in the notebook; the
+    gate metric logged. Anything else is a PipelineError, and nothing is registered."""
+    model_uri = found.data.tags.get(MODEL_URI_TAG)
+    if not model_uri:
+        raise PipelineError(
+            f"the notebook logged no model; it must call pipeline.notebook.log_model (see {executed})"
+        )
+    rows = evaluation.held_out(client, found.info.run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = evaluation.download_model(client, model_uri, Path(tmp))
+        loaded = evaluation.load(model_dir, "candidate", found.info.run_id)
+        evaluation.check_served_answers(loaded, rows)
+    metric = settings.gate_metric or metrics.DEFAULT_GATE_METRIC[loaded.contract.task]
+    if metric not in found.data.metrics:
+        logged = ", ".join(sorted(key for key in found.data.metrics if key in metrics.HIGHER_IS_BETTER))
+        raise PipelineError(
+            f"GATE_METRIC {metric} was not logged for this {loaded.contract.task} model (it logged: {logged})"
+        )
+    return loaded.contract, rows, metric
+
+
+def _import_tensorflow() -> None:
+    """Checking the logged model needs TensorFlow here too: imported while the kernel trains (about 10 s)."""
+    from pipeline.quiet import quiet_keras
+
+    quiet_keras()
+    import tensorflow  # noqa: F401
 
 
 def _execute(settings: PipelineSettings, executed: Path, values: dict[str, Any], progress_bar: bool) -> None:

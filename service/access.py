@@ -22,6 +22,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import send_error
+
 MIN_KEY_LENGTH = 32
 CALLER = "nbship.caller"  # scope key: the name of the API key that authenticated the request
 OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"})
@@ -107,9 +109,9 @@ class RequireKey:
         elif scope["type"] == "websocket":  # none served today; refused all the same
             await send({"type": "websocket.close", "code": 1008})
         elif token is None:
-            await _error(send, 401, "missing API key: send `Authorization: Bearer <key>`", _CHALLENGE)
+            await send_error(send, 401, "missing API key: send `Authorization: Bearer <key>`", _CHALLENGE)
         else:
-            await _error(send, 401, "invalid API key", _CHALLENGE_INVALID)
+            await send_error(send, 401, "invalid API key", _CHALLENGE_INVALID)
 
     def _match(self, token: bytes) -> str | None:
         """Compares with every key, so the time taken does not tell which key (or whether one) matched."""
@@ -158,7 +160,7 @@ class LimitBody:
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
     async def _refuse(self, send: Send) -> None:
-        await _error(send, 413, f"request body too large: at most {self.max_bytes} bytes")
+        await send_error(send, 413, f"request body too large: at most {self.max_bytes} bytes")
 
 
 def document_security(document: dict[str, Any]) -> dict[str, Any]:
@@ -236,24 +238,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replayed
-
-
-async def _error(
-    send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def _documenting(send: Send) -> Send:

@@ -1,8 +1,8 @@
-"""Adaptive batching of `PredictResponse`: how one batch's answer is cut back into one answer per request.
+"""Adaptive batching of the answers: how one batch's answer is cut back into one answer per request.
 
 BentoML merges the requests' arrays into one batch and splits the batch's output by the requests' row counts,
-with a "data container" chosen by the output's type. Lists and arrays have one; a response object that also
-names the model does not, so it gets one here (registered when the service is defined).
+with a "data container" chosen by the output's type. Lists and arrays have one; an answer that also names the
+model does not, so each answer class gets one here (registered when the service is defined).
 """
 
 from __future__ import annotations
@@ -12,49 +12,54 @@ from itertools import accumulate, pairwise
 from typing import Any
 
 from bentoml._internal.runner.container import DataContainer, DataContainerRegistry
+from pydantic import BaseModel
 
-from service.schemas import PredictResponse
+from service.schemas import ROW_FIELDS
 
 
-class PredictResponseContainer(DataContainer[PredictResponse, PredictResponse]):
+def _row_fields(answer: BaseModel) -> list[str]:
+    return [field for field in ROW_FIELDS if field in type(answer).model_fields]
+
+
+class AnswerContainer(DataContainer[BaseModel, BaseModel]):
     @classmethod
     def batches_to_batch(
-        cls, batches: Sequence[PredictResponse], batch_dim: int = 0
-    ) -> tuple[PredictResponse, list[int]]:
+        cls, batches: Sequence[BaseModel], batch_dim: int = 0
+    ) -> tuple[BaseModel, list[int]]:
         """Parts of one request split across batches are joined again (requests larger than a batch)."""
-        indices = [0, *accumulate(len(part.predictions) for part in batches)]
-        joined = PredictResponse.model_construct(
-            model=batches[0].model,
-            predictions=[value for part in batches for value in part.predictions],
-            probabilities=[row for part in batches for row in part.probabilities],
-        )
-        return joined, indices
+        first = batches[0]
+        indices = [0, *accumulate(cls.get_batch_size(part) for part in batches)]
+        joined = {
+            field: [value for part in batches for value in getattr(part, field)]
+            for field in _row_fields(first)
+        }
+        return type(first).model_construct(None, model=first.model, **joined), indices  # type: ignore[attr-defined]
 
     @classmethod
     def batch_to_batches(
-        cls, batch: PredictResponse, indices: Sequence[int], batch_dim: int = 0
-    ) -> list[PredictResponse]:
+        cls, batch: BaseModel, indices: Sequence[int], batch_dim: int = 0
+    ) -> list[BaseModel]:
+        fields = _row_fields(batch)
         return [
-            PredictResponse.model_construct(
-                model=batch.model,
-                predictions=batch.predictions[start:end],
-                probabilities=batch.probabilities[start:end],
+            type(batch).model_construct(
+                model=batch.model,  # type: ignore[attr-defined]
+                **{field: getattr(batch, field)[start:end] for field in fields},
             )
             for start, end in pairwise(indices)
         ]
 
     @classmethod
-    def get_batch_size(cls, batch: PredictResponse, batch_dim: int = 0) -> int:
-        return len(batch.predictions)
+    def get_batch_size(cls, batch: BaseModel, batch_dim: int = 0) -> int:
+        return len(batch.predictions)  # type: ignore[attr-defined]
 
     @classmethod
     def to_payload(cls, batch: Any, batch_dim: int) -> Any:
-        raise NotImplementedError("PredictResponse batches stay in the worker")
+        raise NotImplementedError("answers stay in the worker")
 
     @classmethod
     def from_payload(cls, payload: Any) -> Any:
-        raise NotImplementedError("PredictResponse batches stay in the worker")
+        raise NotImplementedError("answers stay in the worker")
 
 
-def register() -> None:
-    DataContainerRegistry.register_container(PredictResponse, PredictResponse, PredictResponseContainer)
+def register(answer: type[BaseModel]) -> None:
+    DataContainerRegistry.register_container(answer, answer, AnswerContainer)

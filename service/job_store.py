@@ -43,7 +43,7 @@ KEY_NAMESPACE = b"nbship.job-id.v2"
 # Fields a poller sees (and the owner, checked before showing them); the inputs and claim bookkeeping stay.
 VIEW = {"inputs": 0, "claim": 0, "lease_until": 0, "published": 0, "payload_sha256": 0}
 # What a worker needs of a claimed job.
-CLAIMED = {"inputs": 1, "n_rows": 1, "attempts": 1, "created_at": 1, "claim": 1}
+CLAIMED = {"inputs": 1, "dtype": 1, "row_shape": 1, "n_rows": 1, "attempts": 1, "created_at": 1, "claim": 1}
 
 
 class StoreUnavailable(Exception):
@@ -80,7 +80,7 @@ class Outcome:
     """A finished prediction for one claimed job."""
 
     job: ClaimedJob
-    probabilities: np.ndarray
+    result: dict[str, Any]  # the answer as /predict gives it (service.contract.ModelContract.answer)
 
 
 def job_id_for(idempotency_key: str | None, owner: str = "") -> str:
@@ -94,9 +94,9 @@ def job_id_for(idempotency_key: str | None, owner: str = "") -> str:
 
 
 def payload_digest(rows: np.ndarray) -> str:
-    """What identifies a submission's rows: their float32 values and shape."""
-    rows = np.ascontiguousarray(rows, dtype="<f4")
-    return hashlib.sha256(f"{rows.shape}".encode() + rows.tobytes()).hexdigest()
+    """What identifies a submission's rows: their values, dtype and shape."""
+    rows = np.ascontiguousarray(rows)
+    return hashlib.sha256(f"{rows.dtype.str}{rows.shape}".encode() + rows.tobytes()).hexdigest()
 
 
 def is_job_id(text: str) -> bool:
@@ -135,8 +135,11 @@ class JobStore:
             "owner": owner,
             "status": "queued",
             "n_rows": len(rows),
-            # float32 bytes: a 10,000-row job is 2.5 MB instead of about 8 MB of BSON arrays.
-            "inputs": Binary(np.ascontiguousarray(rows, dtype="<f4").tobytes()),
+            # Raw bytes of the model's dtype (little-endian): a 10,000-row job of 64 float32 values is 2.5 MB
+            # instead of about 8 MB of BSON arrays.
+            "inputs": Binary(np.ascontiguousarray(rows, dtype=rows.dtype.newbyteorder("<")).tobytes()),
+            "dtype": rows.dtype.newbyteorder("<").str,
+            "row_shape": list(rows.shape[1:]),
             "attempts": 0,
             "published": False,
             "created_at": dt.datetime.now(dt.UTC),
@@ -214,7 +217,7 @@ class JobStore:
                 {
                     "$set": {
                         "status": "succeeded",
-                        "result": result_document(outcome.probabilities),
+                        "result": outcome.result,
                         "model": model,
                     },
                     "$currentDate": {"finished_at": True},
@@ -295,17 +298,12 @@ def _claimed(document: dict[str, Any]) -> ClaimedJob:
     return ClaimedJob(
         id=document["_id"],
         claim=document["claim"],
-        rows=np.frombuffer(document["inputs"], dtype="<f4").reshape(document["n_rows"], -1),
+        rows=np.frombuffer(document["inputs"], dtype=document.get("dtype", "<f4")).reshape(
+            document["n_rows"], *document.get("row_shape", (-1,))
+        ),
         attempts=document["attempts"],
         created_at=document["created_at"],
     )
-
-
-def result_document(probabilities: np.ndarray) -> dict[str, Any]:
-    return {
-        "predictions": probabilities.argmax(axis=1).tolist(),
-        "probabilities": np.round(probabilities.astype(np.float64), 6).tolist(),
-    }
 
 
 def connect_store(settings: JobSettings) -> JobStore:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -22,10 +22,6 @@ from service.job_settings import JobSettings
 from service.job_store import Job, JobStore, StoreUnavailable, connect_store
 
 log = logging.getLogger(__name__)
-
-ParseRows = Callable[
-    [Any], np.ndarray
-]  # the service's row validation: rows -> array, or a PydanticCustomError
 
 
 class Publishes(Protocol):
@@ -84,21 +80,18 @@ class JobSubmitter:
         store: JobStore,
         publisher: Publishes,
         queue: str,
-        parse_rows: ParseRows,
         mark_interval_s: float = 0.2,
     ) -> None:
-        """`parse_rows`: the service's row validation (`schemas.InstanceRules` with the per-job row limit).
-        `mark_interval_s`: how often confirmed publishes are marked; below the sweeper's `publish_grace_s`."""
+        """`mark_interval_s`: how often confirmed publishes are marked; below the sweeper's `publish_grace_s`."""
         self._store = store
         self._publisher = publisher
         self._queue = queue
-        self._parse_rows = parse_rows
         self._marks = PublishedMarks(store, mark_interval_s)
 
-    def submit(self, instances: Any, idempotency_key: str | None = None, owner: str = "") -> Job:
-        """Raises the validation's PydanticCustomError before anything is written, StoreUnavailable when the
-        store is down, IdempotencyConflict when the key names one of the owner's jobs with other rows."""
-        job = self._store.create(self._parse_rows(instances), idempotency_key, owner=owner)
+    def submit(self, rows: np.ndarray, idempotency_key: str | None = None, owner: str = "") -> Job:
+        """`rows`: checked already (service.requests, by the job API's body model). Raises StoreUnavailable when
+        the store is down, IdempotencyConflict when the key names one of the owner's jobs with other rows."""
+        job = self._store.create(rows, idempotency_key, owner=owner)
         if not job.created:
             return job  # the first submission published it, or left it to the sweeper
         try:
@@ -115,10 +108,10 @@ class JobSubmitter:
 
 
 @contextmanager
-def submitting(settings: JobSettings, store: JobStore, parse_rows: ParseRows) -> Iterator[JobSubmitter]:
+def submitting(settings: JobSettings, store: JobStore) -> Iterator[JobSubmitter]:
     """A submitter for a thread pool (one broker connection per thread), closed with its connections on exit."""
     publishers = ThreadPublishers(settings)
-    submitter = JobSubmitter(store, publishers, settings.job_queue, parse_rows)
+    submitter = JobSubmitter(store, publishers, settings.job_queue)
     try:
         yield submitter
     finally:
@@ -135,12 +128,12 @@ class JobBackend:
 
 
 @contextmanager
-def open_jobs(settings: JobSettings, parse_rows: ParseRows) -> Iterator[JobBackend]:
+def open_jobs(settings: JobSettings) -> Iterator[JobBackend]:
     """The store and a submitter, closed on exit. Opening reaches no server: one that is down fails the
     requests that need it (StoreUnavailable), never the process that opens them."""
     store = connect_store(settings)
     try:
-        with submitting(settings, store, parse_rows) as submitter:
+        with submitting(settings, store) as submitter:
             yield JobBackend(submitter, store)
     finally:
         store.close()

@@ -1,11 +1,11 @@
 """HTTP for jobs: a FastAPI app meant to be mounted at /jobs beside the BentoML APIs.
 
-    POST /jobs        {"instances": [[64 numbers], ...]}, optional Idempotency-Key -> 202 {id, status, url}
-    GET  /jobs/{id}   queued | running | succeeded (+ result, model, timings) | failed (+ error, attempts)
+    POST /jobs        a body as /predict takes it (service.requests), optional Idempotency-Key -> 202 {id, status, url}
+    GET  /jobs/{id}   queued | running | succeeded (+ result as /predict answers, model, timings) | failed (+ error)
 
-Errors are JSON: 404 unknown or malformed id (or another API key's job), 422 invalid rows (the location names
-the row) or an idempotency key reused with other instances (as the IETF Idempotency-Key draft advises), 503
-store down. A job belongs to the API key name that submitted it (`service.access.caller`, "" without keys):
+Errors are the service's one JSON shape (service.errors): 400 a body that is not JSON, 404 unknown or malformed id
+(or another API key's job), 422 invalid rows (the message names the row and field) or an idempotency key reused
+with other instances (as the IETF Idempotency-Key draft advises), 503 store down. A job belongs to the API key name that submitted it (`service.access.caller`, "" without keys):
 only that key sees it, and idempotency keys are per owner.
 
 `create_jobs_app` serves a given submitter and store; `served_jobs_app` opens its own when the app starts (in
@@ -13,41 +13,35 @@ each server worker process, through the app's lifespan, which BentoML runs for m
 when it stops.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.access import caller
+from service.errors import error_document, is_json_syntax_error, validation_document
 from service.job_store import IdempotencyConflict, JobStore, StoreUnavailable, is_job_id
 from service.jobs import JobBackend, JobSubmitter
-from service.schemas import rows_schema
 
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
 
 
-class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # Checked by the submitter's row validation, whose errors name the row and field (and the row limit).
-    instances: Any = Field(description="Rows of the model's input features.", json_schema_extra=rows_schema())
-
-
-def create_jobs_app(submitter: JobSubmitter, store: JobStore) -> FastAPI:
-    app = _jobs_app()
+def create_jobs_app(submitter: JobSubmitter, store: JobStore, request: type[BaseModel]) -> FastAPI:
+    """`request`: the body model (service.schemas.request_model), which parses the rows."""
+    app = _jobs_app(request)
     app.state.jobs = JobBackend(submitter, store)
     return app
 
 
-def served_jobs_app(open_backend: Callable[[], AbstractContextManager[JobBackend]]) -> FastAPI:
+def served_jobs_app(
+    open_backend: Callable[[], AbstractContextManager[JobBackend]], request: type[BaseModel]
+) -> FastAPI:
     """The app for a server: `open_backend` runs when the app starts, in the process that serves it."""
 
     @asynccontextmanager
@@ -56,7 +50,7 @@ def served_jobs_app(open_backend: Callable[[], AbstractContextManager[JobBackend
             app.state.jobs = backend
             yield
 
-    return _jobs_app(lifespan)
+    return _jobs_app(request, lifespan)
 
 
 def _backend(request: Request) -> JobBackend:
@@ -64,32 +58,40 @@ def _backend(request: Request) -> JobBackend:
     return backend
 
 
-def _jobs_app(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
+def _jobs_app(
+    body_model: type[BaseModel],
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
     app = FastAPI(title="jobs", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     @app.exception_handler(StoreUnavailable)
     def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         accepted = ", nothing was accepted" if request.method == "POST" else ""
-        return JSONResponse({"detail": f"job store unavailable{accepted}; retry later"}, 503)
+        return JSONResponse(error_document(f"job store unavailable{accepted}; retry later"), 503)
 
     @app.exception_handler(IdempotencyConflict)
     def idempotency_conflict(request: Request, exc: IdempotencyConflict) -> JSONResponse:
         error = {"loc": ["header", "Idempotency-Key"], "msg": str(exc), "type": "idempotency_key_reused"}
-        return JSONResponse({"detail": [error]}, 422)
+        return JSONResponse(error_document(str(exc), [error]), 422)
 
-    @app.exception_handler(PydanticCustomError)
-    def invalid_rows(request: Request, exc: PydanticCustomError) -> JSONResponse:
-        error = {"loc": ["body", "instances"], "msg": exc.message(), "type": exc.type}
-        return JSONResponse({"detail": [error]}, 422)
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if is_json_syntax_error(errors):
+            return JSONResponse(error_document("the body is not valid JSON"), 400)
+        return JSONResponse(validation_document(errors), 422)  # the shape drops the input: never echoed
 
     # A sync endpoint runs in the thread pool: each thread publishes on its own connection.
     @app.post("/", status_code=202)
     def submit_job(
-        body: JobRequest, request: Request, idempotency_key: IdempotencyKey = None
+        body: body_model,  # type: ignore[valid-type]
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         """Queue a prediction job over the rows; answers at once with its id (202). The same
         Idempotency-Key with the same rows returns the same job."""
-        job = _backend(request).submitter.submit(body.instances, idempotency_key, owner=caller(request.scope))
+        rows = body.instances  # type: ignore[attr-defined]
+        job = _backend(request).submitter.submit(rows, idempotency_key, owner=caller(request.scope))
         url = request.url_for("get_job", job_id=job.id).path
         return JSONResponse({"id": job.id, "status": job.status, "url": url}, 202, headers={"Location": url})
 
@@ -99,7 +101,7 @@ def _jobs_app(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] |
         store = _backend(request).store
         document = store.get(job_id, caller(request.scope)) if is_job_id(job_id) else None
         if document is None:
-            return JSONResponse({"detail": f"no job {job_id!r}"}, 404)
+            return JSONResponse(error_document(f"no job {job_id[:80]!r}"), 404)
         return JSONResponse(job_view(document))
 
     return app

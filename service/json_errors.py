@@ -1,21 +1,24 @@
-"""Every error the service answers is JSON with a `detail` message, BentoML's own routing errors included, and
-input that parses but breaks the rules is a 422 on every route.
+"""ASGI middleware: every error answer is the one JSON shape of service.errors, BentoML's own included, and input
+that parses but breaks the rules is a 422 on every route.
 
-The outer (BentoML) Starlette app answers an unknown path or method with Starlette's plain-text 404/405 ("Not
-Found"), and no exception handler can be added to it; this ASGI middleware rewrites such plain-text error
-answers (status 400 and above) as `{"detail": "<the text>"}`.
-
-BentoML answers every validation error of an API's input (`/predict`) with 400, where the job API, like
-FastAPI, answers 422 (Unprocessable Content): its 400s whose errors are not all malformed JSON (`json_invalid`)
-become 422, body unchanged. A body that is not JSON stays a 400. Other answers pass untouched.
+- Starlette's plain-text 404/405 ("Not Found") of the outer BentoML app, which takes no exception handler,
+  become `{"detail": "Not Found", "errors": []}`.
+- BentoML answers every validation error of an API's input (`/predict`) with 400 and
+  `{"error": ..., "detail": [pydantic errors]}`: that becomes the one shape, status 422, unless the body was not
+  JSON at all (`json_invalid`: it stays a 400).
+- Any other JSON error that is not in the shape (`{"error": "..."}`) is rewritten the same way.
+Answers below 400 pass untouched, and so do errors already in the shape (the job API's, the access checks').
 """
 
 from __future__ import annotations
 
 import json
 from http import HTTPStatus
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import error_document, is_json_syntax_error, validation_document
 
 
 class JsonErrors:
@@ -31,9 +34,7 @@ class JsonErrors:
 
         async def send_json_errors(message: Message) -> None:
             nonlocal start
-            if message["type"] == "http.response.start" and (
-                (message["status"] >= 400 and _is_text(message)) or message["status"] == 400
-            ):
+            if message["type"] == "http.response.start" and message["status"] >= 400:
                 start = message  # held until the body is complete
                 return
             if start is None or message["type"] != "http.response.body":
@@ -42,42 +43,51 @@ class JsonErrors:
             chunks.append(message.get("body", b""))
             if message.get("more_body", False):
                 return
-            status = start["status"]
-            if not _is_text(start):
-                body = b"".join(chunks)
-                await send({**start, "status": 422 if _unprocessable(body) else status})
-                await send({"type": "http.response.body", "body": body})
-                return
-            text = b"".join(chunks).decode(errors="replace").strip()
-            body = json.dumps({"detail": text or _phrase(status)}).encode()
+            status, document = _normalised(start["status"], b"".join(chunks), _is_text(start))
+            body = json.dumps(document).encode()
             headers = [
                 (key, value)
                 for key, value in start.get("headers", [])
                 if key.lower() not in (b"content-type", b"content-length")
             ]
             headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await send({**start, "headers": headers})
+            await send({**start, "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, send_json_errors)
 
 
+def _normalised(status: int, body: bytes, text: bool) -> tuple[int, dict[str, Any]]:
+    if text:
+        return status, error_document(body.decode(errors="replace").strip() or _phrase(status))
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return status, error_document(_phrase(status))
+    if not isinstance(found, dict):
+        return status, error_document(_phrase(status))
+    if isinstance(found.get("detail"), str) and isinstance(found.get("errors"), list):
+        return status, found  # already the one shape
+    detail = found.get("detail")
+    if (
+        isinstance(detail, list)
+        and detail
+        and all(isinstance(error, dict) and "msg" in error for error in detail)
+    ):
+        if is_json_syntax_error(detail):
+            return 400, error_document("the body is not valid JSON")
+        return (422 if status == 400 else status), validation_document(detail)
+    if isinstance(detail, list):  # BentoML's `({"error": "..."},)` for its own 4xx exceptions
+        detail = next((e.get("error") for e in detail if isinstance(e, dict) and e.get("error")), None)
+    message = detail if isinstance(detail, str) else found.get("error")
+    return status, error_document(str(message) if message else _phrase(status))
+
+
 def _is_text(start: Message) -> bool:
     for key, value in start.get("headers", []):
         if key.lower() == b"content-type":
-            return bytes(value).startswith(b"text/plain")
+            return not bytes(value).startswith(b"application/json")
     return True  # no content type: not JSON either
-
-
-def _unprocessable(body: bytes) -> bool:
-    """A validation error answer (pydantic's error list under `detail`) about anything but malformed JSON."""
-    try:
-        errors = json.loads(body).get("detail")
-    except (ValueError, AttributeError):
-        return False
-    if not isinstance(errors, list) or not errors or not all(isinstance(error, dict) for error in errors):
-        return False
-    return any(error.get("type") != "json_invalid" for error in errors)
 
 
 def _phrase(status: int) -> str:

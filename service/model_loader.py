@@ -1,8 +1,9 @@
 """Load an MLflow model for serving: a compiled graph for Keras models, MLflow pyfunc for any other flavour.
 
 Independent of BentoML: the HTTP service loads the model BentoML stored (`load_model_dir`), a job worker can
-load the registry's alias holder directly (`load_registered`); both get `predict(float array [n, features])
--> array [n, outputs]` and the name and version that answer.
+load the registry's alias holder directly (`load_registered`); both get the model's contract
+(service.contract), `predict(rows [n, *input shape]) -> outputs [n, *output shape]` and the name and version
+that answer.
 
 Keras `model.predict()` (which MLflow pyfunc calls) costs about 90 ms a call whatever the batch; a
 `tf.function` over the model costs about 1 ms.
@@ -10,7 +11,6 @@ Keras `model.predict()` (which MLflow pyfunc calls) costs about 90 ms a call wha
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,26 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.quiet import quiet
+from service.contract import ModelContract, read_contract
 
 if TYPE_CHECKING:
     from pipeline.settings import PipelineSettings
 
 MLFLOW_MODEL_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model in its folder
 Predict = Callable[[np.ndarray], np.ndarray]
-NUMERIC_COLUMN_TYPES = {"double": np.float64, "float": np.float32, "long": np.int64, "integer": np.int32}
-
-
-class UnsupportedModel(ValueError):
-    """A model this service cannot validate input for (no signature, or not one numeric matrix)."""
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What one request row must be, from the model's MLflow signature."""
-
-    n_features: int
-    dtype: np.dtype
-    columns: tuple[str, ...] | None = None  # column-based signature: names in order (pyfunc takes a frame)
 
 
 @dataclass(frozen=True)
@@ -46,31 +33,8 @@ class LoadedModel:
     name: str
     version: str
     flavor: str  # "keras" (graph fast path) or "pyfunc"
-    spec: InputSpec
+    contract: ModelContract
     predict: Predict
-
-
-def read_input_spec(model_dir: Path) -> InputSpec:
-    """The input spec from the MLmodel file's signature: one tensor [-1, n] or n numeric columns."""
-    from mlflow.models import Model
-
-    schema = Model.load(str(model_dir)).get_input_schema()
-    if schema is None:
-        raise UnsupportedModel(f"the model in {model_dir} has no signature: log it with one")
-    if schema.is_tensor_spec():
-        if len(schema.inputs) != 1:
-            raise UnsupportedModel(f"the model takes {len(schema.inputs)} tensors; this service sends one")
-        spec = schema.inputs[0]
-        shape = tuple(spec.shape)
-        if len(shape) != 2 or shape[0] != -1 or shape[1] < 1:
-            raise UnsupportedModel(f"the model's input shape {shape} is not [-1, features]")
-        return InputSpec(n_features=int(shape[1]), dtype=np.dtype(spec.type))
-    types = [column.type.name for column in schema.inputs]
-    if not types or any(name not in NUMERIC_COLUMN_TYPES for name in types):
-        raise UnsupportedModel(f"the model's input columns {types} are not all numeric")
-    dtype = np.result_type(*(NUMERIC_COLUMN_TYPES[name] for name in types))
-    names = tuple(str(name) for name in schema.input_names())
-    return InputSpec(n_features=len(types), dtype=np.dtype(dtype), columns=names)
 
 
 def configure_threads(intra_op: int, inter_op: int) -> None:
@@ -91,16 +55,17 @@ def load_model_dir(
     quiet()
     from mlflow.models import Model
 
-    spec = read_input_spec(model_dir)
+    contract = read_contract(model_dir)
     flavors = Model.load(str(model_dir)).flavors
     keras = flavors.get("keras")
     if keras is not None and keras.get("keras_backend", "tensorflow") == "tensorflow":
         configure_threads(intra_op_threads, inter_op_threads)
-        flavor, predict = "keras", _keras_predict(model_dir, spec)
+        flavor, predict = "keras", _keras_predict(model_dir, contract)
     else:
-        flavor, predict = "pyfunc", _pyfunc_predict(model_dir, spec)
-    predict(np.zeros((1, spec.n_features), dtype=spec.dtype))  # trace the graph before the first request
-    return LoadedModel(name=name, version=version, flavor=flavor, spec=spec, predict=predict)
+        flavor, predict = "pyfunc", _pyfunc_predict(model_dir, contract)
+    # Trace the graph before the first request, and refuse a model whose answers break its own contract.
+    contract.check_outputs(predict(np.zeros((1, *contract.input.shape), dtype=contract.input.dtype)), 1)
+    return LoadedModel(name=name, version=version, flavor=flavor, contract=contract, predict=predict)
 
 
 def load_registered(
@@ -117,7 +82,6 @@ def load_registered(
     from pipeline import registry, tracking
     from pipeline.errors import PipelineError
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = tracking.connect(settings)
     alias = alias or settings.champion_alias
     version = registry.holder(client, settings.model_name, alias)
@@ -137,7 +101,7 @@ def load_registered(
     )
 
 
-def _keras_predict(model_dir: Path, spec: InputSpec) -> Predict:
+def _keras_predict(model_dir: Path, contract: ModelContract) -> Predict:
     import mlflow.keras
     import tensorflow as tf
 
@@ -150,26 +114,28 @@ def _keras_predict(model_dir: Path, spec: InputSpec) -> Predict:
     # of the 0.65 ms a small batch of the digits model costs.
     graph = tf.function(
         lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec([None, spec.n_features], tf.as_dtype(spec.dtype))],
+        input_signature=[tf.TensorSpec([None, *contract.input.shape], tf.as_dtype(contract.input.dtype))],
     ).get_concrete_function()
+    dtype = contract.input.dtype
 
     def predict(rows: np.ndarray) -> np.ndarray:
-        return _first_output(graph(tf.constant(np.asarray(rows, dtype=spec.dtype)))).numpy()
+        return _first_output(graph(tf.constant(np.asarray(rows, dtype=dtype)))).numpy()
 
     return predict
 
 
-def _pyfunc_predict(model_dir: Path, spec: InputSpec) -> Predict:
+def _pyfunc_predict(model_dir: Path, contract: ModelContract) -> Predict:
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(str(model_dir))
+    columns = list(contract.feature_names or ()) if contract.columns else None
 
     def predict(rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=spec.dtype)
-        if spec.columns is not None:
+        rows = np.asarray(rows, dtype=contract.input.dtype)
+        if columns is not None:
             import pandas as pd
 
-            output = model.predict(pd.DataFrame(rows, columns=list(spec.columns)))
+            output = model.predict(pd.DataFrame(rows, columns=columns))
         else:
             output = model.predict(rows)
         return np.asarray(output)

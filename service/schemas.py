@@ -1,24 +1,24 @@
-"""Request and response shapes of the service, and the validation of request rows against the model's signature.
+"""Request and response shapes of the service, made from the served model's contract when the service is defined,
+so the OpenAPI document shows the real input shape and answer.
 
-Validation runs per request, before adaptive batching merges requests, so an error names the row and field of
-the request that sent it. Every error is a pydantic error: BentoML answers it with 400 and a JSON body.
+Requests are checked per request, before adaptive batching merges them, so an error names the row and field of
+the request that sent it (service.requests). A check's error is a pydantic error: BentoML answers it with 400,
+turned into the service's one error shape and status 422 by service.json_errors.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from functools import cache
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
-from service.model_loader import InputSpec
+from service.contract import ModelContract
+from service.requests import FORMATS, RequestError, RowRules
 
-MAX_REPORTED_ERRORS = 5
 LINEAGE_KEY = "lineage"  # the BentoML model's metadata entry holding its ModelLineage (written by packaging)
+ROW_FIELDS = ("predictions", "classes", "probabilities")  # columnar answers: entry i belongs to row i
 
 
 class ServedModel(BaseModel):
@@ -26,16 +26,8 @@ class ServedModel(BaseModel):
     version: str
 
 
-class PredictResponse(BaseModel):
-    """Columnar: row i of the request has `predictions[i]` and `probabilities[i]`."""
-
-    model: ServedModel = Field(description="The registered model and version that answered.")
-    predictions: list[int] = Field(description="Predicted class of each row (argmax of its probabilities).")
-    probabilities: list[list[float]] = Field(description="Class probabilities of each row.")
-
-
 class NoopResponse(BaseModel):
-    """Answer of the benchmarks' no-op API. A model, like `PredictResponse`: BentoML rebuilds the JSON schema of a
+    """Answer of the benchmarks' no-op API. A model, like the answers: BentoML rebuilds the JSON schema of a
     plain `dict`/`list` return type on every response, which would make the ceiling slower than /predict."""
 
     rows: int
@@ -54,117 +46,108 @@ class ModelLineage(BaseModel):
     git_commit: str | None = None
     flavor: str | None = Field(default=None, description="How the service runs it: keras (graph) or pyfunc.")
     bento_model: str | None = Field(default=None, description="BentoML model tag.")
+    contract: dict[str, Any] | None = Field(
+        default=None, description="Task, input and output dtype and shape, class and feature names."
+    )
 
 
-def rows_schema(max_rows: int | None = None) -> dict[str, Any]:
-    """The JSON schema of `instances` in the OpenAPI document: 1 or more rows of numbers. Only the document's: the
-    rows are checked by `InstanceRules`, whose row width (the model's) is read after the service is defined."""
-    schema: dict[str, Any] = {
-        "type": "array",
-        "minItems": 1,
-        "items": {"type": "array", "minItems": 1, "items": {"type": "number"}},
+def answer_model(contract: ModelContract | None) -> type[BaseModel]:
+    """The answer of /predict (and a job's result, with the model): one entry per row in each list."""
+    served = (ServedModel, Field(description="The registered model and version that answered."))
+    if contract is None:  # the service is defined without its model (a build's import): a permissive answer
+        return create_model("Answer", model=served, predictions=(list[Any], ...))
+    if contract.task == "regression":
+        values = list[float] if contract.output.shape in ((), (1,)) else list[list[float]]
+        return create_model(
+            "RegressionAnswer",
+            model=served,
+            predictions=(values, Field(description="The model's values per row.")),
+        )
+    fields: dict[str, Any] = {
+        "model": served,
+        "predictions": (list[int], Field(description="Predicted class index of each row.")),
     }
-    return schema if max_rows is None else schema | {"maxItems": max_rows}
+    if contract.class_names is not None:
+        fields["classes"] = (list[str], Field(description="Predicted class name of each row."))
+    fields["probabilities"] = (
+        list[list[float]],
+        Field(description=f"Probabilities of the {contract.n_classes} classes, per row."),
+    )
+    return create_model("ClassificationAnswer", **fields)
 
 
-class InstanceRules:
-    """Checks the `instances` of a request: 1..max_rows rows of `n_features` finite numbers of the model's dtype.
+def request_model(name: str, rules: RowRules, contract: ModelContract | None) -> type[BaseModel]:
+    """A request body in any of the formats (service.requests), parsed into `instances` of the model's shape."""
 
-    The input spec comes from a callable, read on first use in the worker (not when the service is defined).
-    """
+    class Rows(BaseModel):
+        model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    def __init__(self, spec: Callable[[], InputSpec], max_rows: int) -> None:
-        self._spec = cache(spec)
-        self.max_rows = max_rows
+        instances: np.ndarray
 
-    @property
-    def spec(self) -> InputSpec:
-        return self._spec()
+        @model_validator(mode="before")
+        @classmethod
+        def _parse(cls, data: Any) -> Any:
+            if (
+                isinstance(data, dict)
+                and list(data) == ["instances"]
+                and isinstance(data["instances"], np.ndarray)
+            ):
+                return {"instances": rules.rows(data["instances"])}  # an in-process caller
+            try:
+                return {"instances": rules.body(data)}
+            except RequestError as exc:
+                # The message goes in the context: braces in it must not be read as a template.
+                raise PydanticCustomError("invalid_request", "{reason}", {"reason": str(exc)}) from None
 
-    def __call__(self, value: Any) -> np.ndarray:
-        return parse_instances(value, self.spec, self.max_rows)
+        @classmethod
+        def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+            return request_schema(name, contract, rules.max_rows)  # the parsed array has none; the body has
 
-
-def parse_instances(value: Any, spec: InputSpec, max_rows: int) -> np.ndarray:
-    """The rows as an array of the model's dtype, or a PydanticCustomError naming the rows and fields at fault."""
-    if isinstance(value, np.ndarray):  # in-process callers
-        value = value.tolist()
-    if not isinstance(value, list):
-        _fail(f"expected a list of rows of {spec.n_features} numbers, got {_kind(value)}")
-    if not value:
-        _fail("no rows: send at least one row")
-    if len(value) > max_rows:
-        _fail(f"{len(value)} rows; at most {max_rows} rows per request")
-    # The fast path: one conversion. Strings, None, nested or ragged rows fall to the row-by-row search.
-    try:
-        raw = np.array(value)
-    except (ValueError, TypeError):
-        raw = None
-    if raw is not None and raw.ndim == 2 and raw.shape[1] == spec.n_features and raw.dtype.kind in "iuf":
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as inf, reported below
-            rows = raw.astype(spec.dtype, copy=False)
-        # JSON numbers arrive as float64: they must stay finite (and whole, for integer inputs) once cast.
-        exact = np.isfinite(rows).all() if rows.dtype.kind == "f" else np.array_equal(rows, raw)
-        if exact:
-            return rows
-    _fail(_describe(value, spec))
+    Rows.__name__ = Rows.__qualname__ = name
+    return Rows
 
 
-def _describe(rows: list[Any], spec: InputSpec) -> str:
-    """What is wrong, row by row and field by field (first few problems)."""
-    problems: list[str] = []
-    dtype = np.dtype(spec.dtype)
-    for i, row in enumerate(rows):
-        if not isinstance(row, list):
-            problems.append(f"row {i}: expected a list of {spec.n_features} numbers, got {_kind(row)}")
-        elif len(row) != spec.n_features:
-            problems.append(f"row {i}: has {len(row)} values, the model takes {spec.n_features}")
-        else:
-            for j, item in enumerate(row):
-                problem = _field_problem(item, dtype)
-                if problem:
-                    problems.append(f"row {i}, field {j}: {problem}")
-                    if len(problems) >= MAX_REPORTED_ERRORS:
-                        break
-        if len(problems) >= MAX_REPORTED_ERRORS:
-            break
-    if not problems:  # every value passes on its own (e.g. mixed integer overflow): say so plainly
-        problems.append(f"values out of range for {dtype.name}")
-    return "; ".join(problems)
-
-
-def _field_problem(item: Any, dtype: np.dtype) -> str | None:
-    if not isinstance(item, (int, float)):  # JSON true/false pass as 1/0, as numpy reads them
-        return f"expected a number, got {_kind(item)}"
-    if isinstance(item, float) and not math.isfinite(item):
-        return f"{item} is not a finite number"
-    if dtype.kind == "f":
-        with np.errstate(over="ignore"):
-            cast = np.array(item, dtype=np.float64).astype(dtype)
-        if not np.isfinite(cast):
-            return f"{item} is out of range for {dtype.name}"
-    elif dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        if not float(item).is_integer() or not info.min <= item <= info.max:
-            return f"{item} is not an integer in the range of {dtype.name}"
-    return None
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, str):
-        shown = value if len(value) <= 20 else value[:20] + "..."
-        return f"a string ({shown!r})"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return f"a list of {len(value)} items"
-    return type(value).__name__
-
-
-def _fail(message: str) -> NoReturn:
-    # The message goes in the context: braces in it (echoed input) must not be read as a template.
-    raise PydanticCustomError("invalid_instances", "{reason}", {"reason": message})
+def request_schema(title: str, contract: ModelContract | None, max_rows: int) -> dict[str, Any]:
+    """The request body in the OpenAPI document: exactly one of the formats, rows of the model's real shape."""
+    row: dict[str, Any] = {"type": "number"}
+    for size in reversed(contract.input.shape if contract else (0,)):
+        row = {"type": "array", "items": row} | (
+            {"minItems": size, "maxItems": size} if size else {"minItems": 1}
+        )
+    rows = {"type": "array", "minItems": 1, "maxItems": max_rows, "items": row}
+    properties: dict[str, Any] = {
+        "instances": rows | {"description": "Rows of the model's input."},
+        "inputs": rows | {"description": "The same as instances (MLflow's name)."},
+    }
+    names = contract.feature_names if contract else None
+    if names:
+        named = {
+            "type": "object",
+            "properties": {n: {"type": "number"} for n in names},
+            "required": list(names),
+        }
+        properties["instances"] = properties["instances"] | {"items": {"anyOf": [row, named]}}
+        properties["dataframe_records"] = rows | {
+            "items": named,
+            "description": "Rows keyed by feature name.",
+        }
+        properties["dataframe_split"] = {
+            "type": "object",
+            "properties": {
+                "columns": {"type": "array", "items": {"type": "string", "enum": list(names)}},
+                "data": rows,
+            },
+            "required": ["data"],
+            "description": "Columns and rows, as pandas' split orient.",
+        }
+    shape = f"[-1, {', '.join(map(str, contract.input.shape))}]" if contract else "the model's"
+    return {
+        "title": title,
+        "type": "object",
+        "description": f"Send the rows under exactly one of {', '.join(k for k in FORMATS if k in properties)}; "
+        f"each row of shape {shape}, {contract.input.dtype.name if contract else 'numbers'}.",
+        "properties": properties,
+        "minProperties": 1,
+        "maxProperties": 1,
+        "additionalProperties": False,
+    }

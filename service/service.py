@@ -11,63 +11,63 @@ nothing else: each worker loads the model once, in `__init__`, and opens the job
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
 import bentoml
 import numpy as np
+from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel
 
 from service import batching
 from service.access import LimitBody, RequireKey
+from service.content_type import RequireJson
+from service.contract import ContractError, ModelContract, read_contract
 from service.job_settings import JobSettings
 from service.jobs import JobBackend, open_jobs
 from service.jobs_api import BarePath, served_jobs_app
 from service.json_errors import JsonErrors
 from service.logs import drop_client_errors, quiet_broker_client
-from service.model_loader import InputSpec, LoadedModel, read_input_spec
+from service.model_loader import LoadedModel
 from service.packaged_model import lineage_of, load_stored, model_dir
-from service.schemas import (
-    InstanceRules,
-    ModelLineage,
-    NoopResponse,
-    PredictResponse,
-    ServedModel,
-    rows_schema,
-)
+from service.requests import RowRules
+from service.schemas import ModelLineage, NoopResponse, ServedModel, answer_model, request_model
 from service.serving_tweaks import accept_one_at_a_time, bind_api_methods
 from service.settings import ServiceSettings
 
 settings = ServiceSettings()
-batching.register()
 champion = bentoml.models.BentoModel(settings.bento_model_tag)
 
 
-def _input_spec() -> InputSpec:
-    return read_input_spec(model_dir(champion.stored, settings.bento_model_tag))
+def _contract() -> ModelContract:
+    return read_contract(model_dir(champion.stored, settings.bento_model_tag))
 
 
-Instances = Annotated[
-    np.ndarray,
-    BeforeValidator(InstanceRules(_input_spec, settings.max_rows)),
-    Field(
-        description=f"1 to {settings.max_rows} rows of the model's input features (finite numbers).",
-        json_schema_extra=rows_schema(settings.max_rows),
-    ),
-]
+def _contract_if_stored() -> ModelContract | None:
+    """The contract shapes the API's document; a build may import this module before the model is stored."""
+    try:
+        return _contract()
+    except (BentoMLException, RuntimeError, ContractError, OSError):
+        return None
+
+
+contract = _contract_if_stored()
+Answer = answer_model(contract)
+batching.register(Answer)
+PredictRequest = request_model("PredictRequest", RowRules(_contract, settings.max_rows), contract)
 
 routes = FastAPI(title="model lineage", docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @contextmanager
 def _open_jobs() -> Iterator[JobBackend]:
-    """Job submission checks rows as /predict does, up to the per-job row limit."""
-    job_settings = JobSettings()
-    with open_jobs(job_settings, InstanceRules(_input_spec, job_settings.max_rows_per_job)) as backend:
+    with open_jobs(JobSettings()) as backend:
         yield backend
 
 
-jobs = served_jobs_app(_open_jobs)
+# Job bodies are parsed as /predict's are, up to the per-job row limit.
+JobRequest = request_model("JobRequest", RowRules(_contract, JobSettings().max_rows_per_job), contract)
+jobs = served_jobs_app(_open_jobs, JobRequest)
 
 
 @bentoml.service(
@@ -98,17 +98,24 @@ class PredictionService:
         lineage = lineage_of(stored)
         self.served = ServedModel(name=lineage.name, version=lineage.version)
         self.lineage = lineage.model_copy(
-            update={"flavor": self.model.flavor, "bento_model": str(stored.tag)}
+            update={
+                "flavor": self.model.flavor,
+                "bento_model": str(stored.tag),
+                "contract": self.model.contract.describe(),
+            }
         )
 
     @bentoml.api(
         batchable=settings.batching,
         max_batch_size=settings.max_batch_size,
         max_latency_ms=settings.max_latency_ms,
+        input_spec=PredictRequest,
+        output_spec=Answer,
     )
-    def predict(self, instances: Instances) -> PredictResponse:
-        """Class and class probabilities of each row, and the model version that answered."""
-        return respond(self.served, self.model.predict(instances))
+    def predict(self, instances: np.ndarray) -> BaseModel:
+        """The model's answer for each row (classifiers: class index, class name when the notebook gave names,
+        probabilities; regressors: the values), and the model version that answered."""
+        return respond(Answer, self.served, self.model.contract, self.model.predict(instances))
 
     if settings.noop_endpoint:
 
@@ -129,17 +136,13 @@ class PredictionService:
 _outer = cast(bentoml.Service[Any], PredictionService)
 _outer.add_asgi_middleware(JsonErrors)
 _outer.add_asgi_middleware(BarePath, prefix="/jobs")
+_outer.add_asgi_middleware(RequireJson, paths=("/predict", "/jobs"))
 if settings.api_keys:
     _outer.add_asgi_middleware(RequireKey, keys=settings.api_keys)
 _outer.add_asgi_middleware(LimitBody, max_bytes=settings.max_body_bytes)
 
 
-def respond(served: ServedModel, output: np.ndarray) -> PredictResponse:
-    output = np.asarray(output)
-    if output.ndim == 1:  # a model answering with labels (pyfunc of a plain classifier): no probabilities
-        return PredictResponse.model_construct(
-            model=served, predictions=output.astype(int).tolist(), probabilities=[[] for _ in output]
-        )
-    return PredictResponse.model_construct(
-        model=served, predictions=output.argmax(axis=1).tolist(), probabilities=output.tolist()
-    )
+def respond(
+    answer: type[BaseModel], served: ServedModel, contract: ModelContract, outputs: np.ndarray
+) -> BaseModel:
+    return answer.model_construct(None, model=served, **contract.answer(np.asarray(outputs)))

@@ -26,6 +26,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError
 
+from service.contract import ContractError, ModelContract, show_shape
 from service.job_metrics import JobMetrics
 from service.job_queue import (
     BrokerUnavailable,
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 LEASE_EXPIRED = "the worker stopped during every attempt (lease expired)"
 BACKLOG = ("queued", "running")
+RESULT_DECIMALS = 6  # results are stored: six decimals keep them exact enough and a third of the size
 
 
 class Predictor(Protocol):
@@ -56,8 +58,11 @@ class Predictor(Protocol):
     @property
     def version(self) -> str: ...
 
+    @property
+    def contract(self) -> ModelContract: ...
+
     def predict(self, rows: np.ndarray, /) -> np.ndarray:
-        """float32 [n, 64] -> class probabilities [n, 10]."""
+        """Rows [n, *input shape] -> outputs [n, *output shape], as the contract says."""
         ...
 
 
@@ -199,8 +204,9 @@ class Worker:
     def _predict(self, claimed: list[ClaimedJob]) -> tuple[list[Outcome], list[Failure]]:
         if not claimed:
             return [], []
+        contract = self._predictor.contract
         try:
-            probabilities = self._checked_predict(np.concatenate([job.rows for job in claimed]))
+            outputs = self._checked_predict(np.concatenate([job.rows for job in claimed]))
         except Exception as exc:
             if len(claimed) == 1:
                 return [], [Failure(claimed[0], f"{type(exc).__name__}: {exc}")]
@@ -214,16 +220,21 @@ class Worker:
             return outcomes, failures
         splits = np.cumsum([len(job.rows) for job in claimed])[:-1]
         return [
-            Outcome(job, part) for job, part in zip(claimed, np.split(probabilities, splits), strict=True)
+            Outcome(job, contract.answer(part, decimals=RESULT_DECIMALS))
+            for job, part in zip(claimed, np.split(outputs, splits), strict=True)
         ], []
 
     def _checked_predict(self, rows: np.ndarray) -> np.ndarray:
-        probabilities = self._predictor.predict(rows)
-        if probabilities.shape != (len(rows), 10) or not np.isfinite(probabilities).all():
-            raise ValueError(
-                f"the model returned {probabilities.shape} or non-finite values for {len(rows)} rows"
+        """The outputs, or ContractError (rows of another shape than the model's, answers that break it)."""
+        contract = self._predictor.contract
+        if rows.shape[1:] != contract.input.shape:
+            raise ContractError(
+                f"the job's rows have shape {show_shape(rows.shape[1:])}; the model takes "
+                f"{show_shape(contract.input.shape)}"
             )
-        return probabilities
+        return contract.check_outputs(
+            self._predictor.predict(rows.astype(contract.input.dtype, copy=False)), len(rows)
+        )
 
     def _give_back(self, failure: Failure) -> None:
         """Retry later with a doubled delay, or fail for good into the dead-letter queue."""
