@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from pipeline.errors import PipelineError
 from pipeline.quiet import quiet
@@ -21,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
         help="a notebook parameter (repeatable), e.g. -p epochs 10",
     )  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--notebook", default=None, help="the training notebook to run (default: the setting NOTEBOOK, notebooks/train.ipynb)"
+    )
 
     promote = commands.add_parser("promote", help="give @champion to VERSION by hand (audited)")
     promote.add_argument("version")
@@ -53,6 +57,8 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         from pipeline.train import train
 
         overrides = dict(args.parameter)
+        if args.notebook:
+            settings = settings.model_copy(update={"notebook": Path(args.notebook).expanduser().resolve()})
         result = train(settings, overrides, progress_bar=not args.no_progress)
         print(f"run {result.run_id}: registered {result.model_name} version {result.version}")
         print(result.decision.summary(settings.champion_alias))

@@ -198,7 +198,7 @@ def _walk(
 ) -> None:
     if len(problems) >= MAX_REPORTED_ERRORS:
         return
-    where = row if not at else f"{row}, field {_path(at)}"
+    where = row if not at else f"{row}, field {_path(at, flat=len(at) + len(shape) == 1)}"
     if shape:
         if not isinstance(value, list):
             fail_text = f"expected a list of {shape[0]} {'numbers' if len(shape) == 1 else 'lists'}"
@@ -218,8 +218,9 @@ def _walk(
         problems.append(f"{where}: {problem}")
 
 
-def _path(at: tuple[int, ...]) -> str:
-    return str(at[0]) if len(at) == 1 else "".join(f"[{i}]" for i in at)
+def _path(at: tuple[int, ...], flat: bool) -> str:
+    """A flat row's field is its index; a field of a deeper row is its index at every level, `[1][0][0]`."""
+    return str(at[0]) if flat else "".join(f"[{i}]" for i in at)
 
 
 def _field_problem(item: Any, dtype: np.dtype) -> str | None:

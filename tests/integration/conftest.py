@@ -14,14 +14,13 @@ import pika
 import pytest
 from prometheus_client import CollectorRegistry
 from support.job_servers import settings_env
+from support.models import DIGITS_LIKE
 from support.processes import wait_until
 
 from service.job_metrics import JobMetrics
 from service.job_settings import JobSettings
 from service.job_store import JobStore, connect_store
 from service.jobs import JobSubmitter, submitting
-from service.model_loader import InputSpec
-from service.schemas import InstanceRules
 from service.worker import Predictor, Worker
 
 
@@ -33,13 +32,9 @@ def store(job_settings: JobSettings) -> Iterator[JobStore]:
     store.close()
 
 
-def rules(max_rows: int) -> InstanceRules:
-    return InstanceRules(lambda: InputSpec(n_features=64, dtype=np.dtype("float32")), max_rows)
-
-
 @pytest.fixture
 def submitter(job_settings: JobSettings, store: JobStore) -> Iterator[JobSubmitter]:
-    with submitting(job_settings, store, rules(job_settings.max_rows_per_job)) as submitter:
+    with submitting(job_settings, store) as submitter:
         yield submitter
 
 
@@ -51,6 +46,7 @@ class FakeModel:
 
     name = "fake-digits"
     version = "7"
+    contract = DIGITS_LIKE
 
     def __init__(self) -> None:
         self.seen: list[float] = []
@@ -117,6 +113,11 @@ class Kit:
         values = np.random.default_rng(n).integers(0, 17, size=(n, 64)).astype(float)
         values[:, 0] = first_pixel
         return values.tolist()
+
+    @staticmethod
+    def array(n: int, first_pixel: float = 1.0) -> np.ndarray:
+        """The same rows as checked rows: what the job API hands the submitter."""
+        return np.asarray(Kit.rows(n, first_pixel), dtype=np.float32)
 
     @staticmethod
     def wait_final(store: JobStore, job_ids: list[str], timeout_s: float = 60) -> dict[str, dict]:

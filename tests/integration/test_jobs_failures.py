@@ -14,6 +14,7 @@ import numpy as np
 import pika
 import pytest
 from fastapi.testclient import TestClient
+from support.models import job_request
 from support.processes import free_port, wait_until
 
 from service.job_queue import JobMessage, Publisher, ThreadPublishers, declare_queues
@@ -29,8 +30,8 @@ def test_a_job_that_always_fails_ends_failed_in_the_dead_letter_queue(
     job_settings, store, submitter, fake_model, start_worker, kit
 ) -> None:
     start_worker(fake_model)
-    good = [submitter.submit(kit.rows(2, first_pixel=100 + i)).id for i in range(20)]
-    poison = submitter.submit(kit.rows(1, first_pixel=13)).id
+    good = [submitter.submit(kit.array(2, first_pixel=100 + i)).id for i in range(20)]
+    poison = submitter.submit(kit.array(1, first_pixel=13)).id
     Publisher(job_settings).publish(job_settings.job_queue, b"not a job message")
 
     documents = kit.wait_final(store, [*good, poison], timeout_s=30)
@@ -83,12 +84,15 @@ def test_store_down_answers_503_and_publishes_nothing(job_settings, kit) -> None
     connection = pika.BlockingConnection(pika.URLParameters(down.amqp_url))
     declare_queues(connection.channel(), down)
     connection.close()
-    from conftest import rules
-
-    client = TestClient(create_jobs_app(JobSubmitter(store, publishers, down.job_queue, rules(10)), store))
+    client = TestClient(
+        create_jobs_app(JobSubmitter(store, publishers, down.job_queue), store, job_request(10))
+    )
     answer = client.post("/", json={"instances": kit.rows(1)})
     assert answer.status_code == 503
-    assert answer.json() == {"detail": "job store unavailable, nothing was accepted; retry later"}
+    assert answer.json() == {
+        "detail": "job store unavailable, nothing was accepted; retry later",
+        "errors": [],
+    }
     assert client.get(f"/{'a' * 32}").status_code == 503
     assert kit.queue_depth(down, down.job_queue) == 0
     publishers.close()
@@ -98,13 +102,11 @@ def test_store_down_answers_503_and_publishes_nothing(job_settings, kit) -> None
 def test_broker_down_at_submit_keeps_the_job_queued_until_the_sweeper_publishes_it(
     job_settings, store, fake_model, start_worker, kit
 ) -> None:
-    from conftest import rules
-
     no_broker = job_settings.model_copy(
         update={"amqp_url": f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"}
     )
     publishers = ThreadPublishers(no_broker, budget_s=0.3)
-    job = JobSubmitter(store, publishers, no_broker.job_queue, rules(10)).submit(kit.rows(1))
+    job = JobSubmitter(store, publishers, no_broker.job_queue).submit(kit.array(1))
     assert job.status == "queued" and store.get(job.id)["status"] == "queued"
     start_worker(fake_model)  # its sweeper publishes the job once the grace period is over
     assert kit.wait_final(store, [job.id], timeout_s=30)[job.id]["status"] == "succeeded"
@@ -124,7 +126,7 @@ def worker_process(settings, kit, log: Path) -> subprocess.Popen:
 
 def test_a_worker_killed_mid_batch_loses_nothing(job_settings, store, submitter, kit, tmp_path) -> None:
     settings = job_settings.model_copy(update={"batch_size": 8})
-    ids = [submitter.submit(kit.rows(1, first_pixel=100 + i)).id for i in range(80)]
+    ids = [submitter.submit(kit.array(1, first_pixel=100 + i)).id for i in range(80)]
     first = worker_process(settings, kit, tmp_path / "worker.log")
     try:
         # Kill while a batch is in hand: the slow fake model holds its jobs `running` for 0.2 s a batch.
@@ -154,7 +156,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(job_settings, store, submitter,
 def test_two_workers_never_process_one_job_twice(
     job_settings, store, submitter, fake_model, start_worker, kit
 ):
-    ids = [submitter.submit(kit.rows(1, first_pixel=100 + i)).id for i in range(200)]
+    ids = [submitter.submit(kit.array(1, first_pixel=100 + i)).id for i in range(200)]
     duplicates = Publisher(job_settings)
     for job_id in ids * 2:  # every job announced three times, as a sweeper racing a slow confirm would
         duplicates.publish(job_settings.job_queue, JobMessage(job_id, 1).encode())
@@ -174,25 +176,23 @@ def rabbitmqctl(*args: str) -> None:
 @pytest.mark.slow
 def test_a_broker_restart_loses_no_job(job_settings, store, submitter, fake_model, start_worker, kit) -> None:
     start_worker(fake_model)
-    before = [submitter.submit(kit.rows(1, first_pixel=100 + i)).id for i in range(100)]
+    before = [submitter.submit(kit.array(1, first_pixel=100 + i)).id for i in range(100)]
     outage_publishers = ThreadPublishers(job_settings, budget_s=1.0)
-    from conftest import rules
-
-    during_outage = JobSubmitter(store, outage_publishers, job_settings.job_queue, rules(10))
+    during_outage = JobSubmitter(store, outage_publishers, job_settings.job_queue)
     try:
         rabbitmqctl("stop_app")
         with ThreadPoolExecutor(20) as pool:
             during = [
                 j.id
                 for j in pool.map(
-                    lambda i: during_outage.submit(kit.rows(1, first_pixel=1000 + i)), range(20)
+                    lambda i: during_outage.submit(kit.array(1, first_pixel=1000 + i)), range(20)
                 )
             ]
     finally:
         rabbitmqctl("start_app")
         rabbitmqctl("await_startup")
     outage_publishers.close()
-    after = [submitter.submit(kit.rows(1, first_pixel=2000 + i)).id for i in range(20)]
+    after = [submitter.submit(kit.array(1, first_pixel=2000 + i)).id for i in range(20)]
     documents = kit.wait_final(store, [*before, *during, *after], timeout_s=120)
     assert {d["status"] for d in documents.values()} == {"succeeded"}
     assert len(fake_model.seen) == len(set(fake_model.seen)) == 140

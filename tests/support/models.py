@@ -1,0 +1,23 @@
+"""Contracts of the test's own fake models (service.contract): what the job tests' fake digits model takes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.contract import ModelContract, Tensor
+from service.requests import RowRules
+from service.schemas import request_model
+
+# The fake digits model of the job tests: 64 float32 features in, 10 class probabilities out.
+DIGITS_LIKE = ModelContract(
+    "classification", Tensor((64,), np.dtype("float32")), Tensor((10,), np.dtype("float32"))
+)
+
+
+def rules(max_rows: int, contract: ModelContract = DIGITS_LIKE) -> RowRules:
+    return RowRules(lambda: contract, max_rows)
+
+
+def job_request(max_rows: int, contract: ModelContract = DIGITS_LIKE) -> type:
+    """The job API's body model for `contract`, as the service builds it."""
+    return request_model("JobRequest", rules(max_rows, contract), contract)
