@@ -79,10 +79,9 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Champio
 
     quiet()
     import mlflow
+    from support.digits import CLASS_NAMES, build_model, fit, load_split
 
-    from pipeline import evaluate, lineage, notebook, registry, tracking
-    from pipeline.data import load_split
-    from pipeline.model import build_model, fit
+    from pipeline import lineage, notebook, registry, tracking
     from pipeline.settings import PipelineSettings
 
     saved_uri = os.environ.get("MLFLOW_TRACKING_URI")
@@ -93,9 +92,15 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Champio
         model = build_model(hidden_units=32, learning_rate=0.01, dropout=0.0, seed=0)
         fit(model, split, epochs=1, batch_size=64)
         with mlflow.start_run(experiment_id=tracking.experiment_id(client, settings)) as run:
-            mlflow.log_metrics(evaluate.score(model.predict_on_batch(split.x_test), split.y_test))
             mlflow.set_tags(lineage.run_tags(settings.notebook, {"epochs": 1}))
-            model_uri = notebook.log_model(model)
+            notebook.log_model(
+                model,
+                task="classification",
+                x_test=split.x_test,
+                y_test=split.y_test,
+                class_names=CLASS_NAMES,
+            )
+            model_uri = client.get_run(run.info.run_id).data.tags[lineage.MODEL_URI_TAG]
         version = registry.register(client, settings.model_name, model_uri, run.info.run_id, {})
         registry.promote(client, settings.model_name, settings.champion_alias, str(version.version))
         rows = split.x_test[:SERVED_ROWS]

@@ -45,11 +45,14 @@ class KerasModel:
     version = "0"
 
     def __init__(self) -> None:
-        from pipeline.model import build_model
+        from support.digits import build_model
+        from support.models import DIGITS_LIKE
+
         from pipeline.quiet import quiet_keras
         from service.model_loader import configure_threads
 
         configure_threads(1, 1)
+        self.contract = DIGITS_LIKE
         self._model = build_model(hidden_units=128, learning_rate=1e-3, dropout=0.1, seed=0)
         quiet_keras()
         self.predict(np.zeros((1, 64), dtype=np.float32))
@@ -107,11 +110,11 @@ def run_case(
     store = connect_store(settings)
     store.ensure_indexes()
     publishers = ThreadPublishers(settings)
-    submitter = JobSubmitter(store, publishers, settings.job_queue, lambda x: np.asarray(x, dtype=np.float32))
+    submitter = JobSubmitter(store, publishers, settings.job_queue)
     worker = make_worker(connect_store(settings))
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
-    body = rows(n_rows)
+    body = np.asarray(rows(n_rows), dtype=np.float32)
     started = time.perf_counter()
     with ThreadPoolExecutor(c) as pool:
         list(pool.map(lambda _: submitter.submit(body), range(jobs)))

@@ -193,7 +193,7 @@ import sys, time, numpy as np
 from pathlib import Path
 from service.model_loader import load_model_dir
 model = load_model_dir(Path(sys.argv[1]), "m", "1")
-row = np.zeros((1, model.spec.n_features), model.spec.dtype)
+row = np.zeros((1, *model.contract.input.shape), model.contract.input.dtype)
 started = time.perf_counter()
 for _ in range(50):
     model.predict(row)

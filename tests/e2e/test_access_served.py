@@ -48,7 +48,7 @@ def test_with_a_key_the_service_answers(client: httpx.Client, keyed_service: Key
     view = client.get(submitted.json()["url"], headers=alice)
     assert view.status_code == 200 and view.json()["status"] == "queued"
     unknown = client.get(f"/jobs/{'a' * 32}/more", headers=alice)  # no route: BentoML's 404, made JSON
-    assert unknown.status_code == 404 and unknown.json() == {"detail": "Not Found"}
+    assert unknown.status_code == 404 and unknown.json() == {"detail": "Not Found", "errors": []}
 
 
 def test_health_readiness_metrics_and_the_document_stay_open(client: httpx.Client) -> None:
@@ -68,7 +68,10 @@ def test_a_job_is_visible_only_to_the_key_that_submitted_it(
     for_bob = client.get(job["url"], headers=keyed_service.auth("bob"))
     unknown = client.get(f"/jobs/{'0' * 32}", headers=keyed_service.auth("bob"))
     assert for_bob.status_code == unknown.status_code == 404
-    assert for_bob.json() == {"detail": f"no job {job['id']!r}"}  # the same answer as an unknown id
+    assert for_bob.json() == {
+        "detail": f"no job {job['id']!r}",
+        "errors": [],
+    }  # the same answer as an unknown id
 
 
 def test_the_same_idempotency_key_under_two_owners_is_two_jobs(
@@ -97,7 +100,10 @@ def test_a_body_over_the_limit_is_413_by_content_length(
     for path in ("/predict", "/jobs"):
         answer = client.post(path, content=too_large_body(), headers=JSON | keyed_service.auth("alice"))
         assert answer.status_code == 413, (path, answer.text)
-        assert answer.json() == {"detail": f"request body too large: at most {DEFAULT_MAX_BODY_BYTES} bytes"}
+        assert answer.json() == {
+            "detail": f"request body too large: at most {DEFAULT_MAX_BODY_BYTES} bytes",
+            "errors": [],
+        }
 
 
 def test_a_chunked_body_over_the_limit_is_413(client: httpx.Client, keyed_service: KeyedService) -> None:

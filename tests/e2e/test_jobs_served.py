@@ -102,8 +102,14 @@ def test_with_the_store_down_the_service_predicts_and_jobs_answer_503(served: Se
     submit, get, predict = (served.before_store[key] for key in ("submit", "get", "predict"))
     assert predict.status_code == 200, predict.text
     assert submit.status_code == 503
-    assert submit.json() == {"detail": "job store unavailable, nothing was accepted; retry later"}
-    assert get.status_code == 503 and get.json() == {"detail": "job store unavailable; retry later"}
+    assert submit.json() == {
+        "detail": "job store unavailable, nothing was accepted; retry later",
+        "errors": [],
+    }
+    assert get.status_code == 503 and get.json() == {
+        "detail": "job store unavailable; retry later",
+        "errors": [],
+    }
 
 
 def test_a_job_on_the_bare_path_succeeds_with_predicts_answer(
@@ -143,7 +149,7 @@ def test_the_same_idempotency_key_returns_the_same_job(
 def test_unknown_or_malformed_ids_are_404(client: httpx.Client) -> None:
     for job_id in ("not-a-job-id", "0" * 32):
         answer = client.get(f"/jobs/{job_id}")
-        assert answer.status_code == 404 and answer.json() == {"detail": f"no job {job_id!r}"}
+        assert answer.status_code == 404 and answer.json() == {"detail": f"no job {job_id!r}", "errors": []}
 
 
 BAD_JOB_BODIES = [

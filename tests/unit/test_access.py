@@ -108,7 +108,7 @@ def test_without_a_valid_key_guarded_routes_are_401_json(
     for path in ("/predict", "/jobs/", "/jobs/abc", "/no-such-route"):
         answer = guarded.post(path, headers=headers, content=b"{}")
         assert answer.status_code == 401, path
-        assert answer.json() == {"detail": detail}
+        assert answer.json() == {"detail": detail, "errors": []}
         assert answer.headers["www-authenticate"].startswith("Bearer")
         assert KEY_A not in answer.text
 
@@ -162,7 +162,7 @@ def test_a_larger_body_is_413_json_by_content_length_or_by_count(limited: TestCl
     streamed = limited.post("/jobs/", content=chunks(LIMIT + 1))
     for answer in (by_length, streamed):
         assert answer.status_code == 413
-        assert answer.json() == {"detail": f"request body too large: at most {LIMIT} bytes"}
+        assert answer.json() == {"detail": f"request body too large: at most {LIMIT} bytes", "errors": []}
 
 
 def test_an_oversized_chunked_body_is_not_read_past_the_limit() -> None:
@@ -187,23 +187,47 @@ def test_an_oversized_chunked_body_is_not_read_past_the_limit() -> None:
 
 def test_plain_text_errors_become_json_and_the_rest_passes_untouched() -> None:
     app = client(Middleware(JsonErrors))
-    assert app.get("/no-such-route").json() == {"detail": "Not Found"}
-    assert app.delete("/predict").json() == {"detail": "Method Not Allowed"}
+    assert app.get("/no-such-route").json() == {"detail": "Not Found", "errors": []}
+    assert app.delete("/predict").json() == {"detail": "Method Not Allowed", "errors": []}
     assert app.delete("/predict").headers["content-type"] == "application/json"
     assert app.post("/predict", content=b"xy").json() == {"caller": "", "bytes": 2}
 
 
 @pytest.mark.parametrize(
-    ("answer", "status"),
+    ("answer", "status", "expected"),
     [
-        ({"error": "1 validation error", "detail": [{"type": "value_error", "msg": "65 rows"}]}, 422),
-        ({"error": "2 validation errors", "detail": [{"type": "json_invalid"}, {"type": "missing"}]}, 422),
-        ({"error": "1 validation error", "detail": [{"type": "json_invalid", "msg": "Invalid JSON"}]}, 400),
-        ({"error": "task_id is required"}, 400),  # not a validation error: left as it is
+        (
+            {
+                "error": "1 validation error",
+                "detail": [{"type": "value_error", "msg": "65 rows", "input": "x" * 999}],
+            },
+            422,
+            {"detail": "65 rows", "errors": [{"loc": [], "msg": "65 rows", "type": "value_error"}]},
+        ),
+        (
+            {
+                "error": "2 validation errors",
+                "detail": [{"type": "json_invalid"}, {"type": "missing", "loc": ["a"]}],
+            },
+            422,
+            {
+                "detail": "json_invalid; a: missing",
+                "errors": [
+                    {"loc": [], "msg": "json_invalid", "type": "json_invalid"},
+                    {"loc": ["a"], "msg": "missing", "type": "missing"},
+                ],
+            },
+        ),
+        (
+            {"error": "1 validation error", "detail": [{"type": "json_invalid", "msg": "Invalid JSON"}]},
+            400,
+            {"detail": "the body is not valid JSON", "errors": []},
+        ),
+        ({"error": "task_id is required"}, 400, {"detail": "task_id is required", "errors": []}),
     ],
 )
-def test_validation_errors_are_422_and_bodies_that_are_not_json_400(
-    answer: dict[str, object], status: int
+def test_every_error_gets_one_shape_validation_422_and_bodies_that_are_not_json_400(
+    answer: dict[str, object], status: int, expected: dict[str, object]
 ) -> None:
     async def bentoml_answer(request: Request) -> JSONResponse:
         return JSONResponse(answer, status_code=400)
@@ -214,7 +238,7 @@ def test_validation_errors_are_422_and_bodies_that_are_not_json_400(
         )
     )
     response = app.post("/predict", content=b"{}")
-    assert (response.status_code, response.json()) == (status, answer)
+    assert (response.status_code, response.json()) == (status, expected)
 
 
 def test_a_websocket_without_a_key_is_closed() -> None:

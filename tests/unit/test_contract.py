@@ -87,7 +87,9 @@ def test_regression_and_classification_scores() -> None:
     regressor = ModelContract("regression", Tensor((4,), F32), Tensor((1,), F32))
     scores = metrics.score(regressor, np.array([[1.0], [3.0]]), np.array([2.0, 3.0]))
     assert scores["test_mae"] == pytest.approx(0.5) and scores["test_rmse"] == pytest.approx(np.sqrt(0.5))
-    assert set(metrics.score(classifier(), np.array([[0.2, 0.8, 0.0], [1.0, 0.0, 0.0]]), np.array([1, 0]))) == {
+    assert set(
+        metrics.score(classifier(), np.array([[0.2, 0.8, 0.0], [1.0, 0.0, 0.0]]), np.array([1, 0]))
+    ) == {
         "test_accuracy",
         "test_macro_f1",
         "test_log_loss",

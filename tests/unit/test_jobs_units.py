@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
+from support.models import DIGITS_LIKE
 
 from service.job_metrics import JobMetrics
 from service.job_queue import JobMessage, MalformedMessage
@@ -78,6 +79,7 @@ def test_the_bare_mount_path_is_served_without_a_redirect() -> None:
 
 class Model:
     name, version = "m", "1"
+    contract = DIGITS_LIKE
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         if (rows[:, 0] < 0).any():
@@ -95,7 +97,8 @@ def test_one_bad_job_does_not_fail_its_batch() -> None:
     metrics = JobMetrics(CollectorRegistry())
     worker = Worker(JobSettings(_env_file=None), store=None, predictor=Model(), metrics=metrics)  # type: ignore[arg-type]
     outcomes, failures = worker._predict([claimed("a", 2, 1), claimed("b", 1, -1), claimed("c", 3, 1)])
-    assert [(o.job.id, o.probabilities.shape) for o in outcomes] == [("a", (2, 10)), ("c", (3, 10))]
+    assert [(o.job.id, len(o.result["probabilities"])) for o in outcomes] == [("a", 2), ("c", 3)]
+    assert outcomes[0].result["predictions"] == [0, 0]
     assert [(f.job.id, f.error) for f in failures] == [("b", "ValueError: negative pixel")]
 
 
@@ -125,8 +128,8 @@ def test_published_marks_are_written_in_bulk_after_the_publishes() -> None:
         def publish(self, queue: str, body: bytes) -> None:
             published.append(JobMessage.decode(body).job_id)
 
-    submitter = JobSubmitter(store, Publisher(), "q", np.asarray, mark_interval_s=60)  # type: ignore[arg-type]
-    ids = [submitter.submit([[0.0] * 64]).id for _ in range(50)]
+    submitter = JobSubmitter(store, Publisher(), "q", mark_interval_s=60)  # type: ignore[arg-type]
+    ids = [submitter.submit(np.zeros((1, 64), dtype=np.float32)).id for _ in range(50)]
     assert published == ids and store.marked == []  # nothing written per submission
     submitter.close()
     assert store.marked == [ids]

@@ -76,7 +76,10 @@ def test_rows_of_higher_rank_are_checked_at_every_level() -> None:
     assert error([[[[0.0], [1.0]], [[2.0], ["x"]]]], IMAGE) == (
         "row 0, field [1][1][0]: expected a number, got a string ('x')"
     )
-    assert error([[0.0, 1.0, 2.0, 3.0]], IMAGE) == "row 0: has 4 values, the model takes 2 (rows of shape [-1, 2, 2, 1])"
+    assert (
+        error([[0.0, 1.0, 2.0, 3.0]], IMAGE)
+        == "row 0: has 4 values, the model takes 2 (rows of shape [-1, 2, 2, 1])"
+    )
     assert error([[[0.0, 1.0], [2.0, 3.0]]], IMAGE).startswith(
         "row 0, field [0][0]: expected a list of 1 numbers, got a number"
     )

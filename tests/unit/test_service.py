@@ -53,7 +53,13 @@ def test_lineage_names_the_registered_version_and_its_run(
     assert lineage.version == champion_store.version
     assert lineage.run_id == champion_store.run_id
     assert lineage.alias == "champion"
-    assert set(lineage.metrics) == {"test_accuracy", "test_macro_f1"}
+    assert set(lineage.metrics) == {"test_accuracy", "test_macro_f1", "test_log_loss"}
+    assert lineage.contract == {
+        "task": "classification",
+        "input": {"dtype": "float32", "shape": [-1, 64]},
+        "output": {"dtype": "float32", "shape": [-1, 10]},
+        "class_names": [str(digit) for digit in range(10)],
+    }
     assert lineage.trained_at and lineage.notebook_sha256
 
 
@@ -63,6 +69,7 @@ def test_http_predict_in_process(client: Any, champion_store: ChampionStore) -> 
     body = response.json()
     np.testing.assert_allclose(body["probabilities"], champion_store.probabilities, rtol=1e-5, atol=1e-6)
     assert body["model"] == {"name": "digits-classifier", "version": champion_store.version}
+    assert body["classes"] == [str(label) for label in champion_store.probabilities.argmax(axis=1)]
 
 
 def test_http_bad_input_in_process_is_a_422_naming_the_field(client: Any) -> None:
@@ -70,7 +77,16 @@ def test_http_bad_input_in_process_is_a_422_naming_the_field(client: Any) -> Non
     row[5] = "five"
     response = client.post("/predict", json={"instances": [[0.0] * 64, row]})
     assert response.status_code == 422
-    assert response.json()["detail"][0]["msg"] == "row 1, field 5: expected a number, got a string ('five')"
+    assert response.json() == {
+        "detail": "row 1, field 5: expected a number, got a string ('five')",
+        "errors": [
+            {
+                "loc": [],
+                "msg": "row 1, field 5: expected a number, got a string ('five')",
+                "type": "invalid_request",
+            }
+        ],
+    }
 
 
 def test_get_model_in_process(client: Any, champion_store: ChampionStore) -> None:
@@ -89,5 +105,5 @@ def test_the_worker_loader_answers_like_the_service(
 
     model = load_registered(PipelineSettings(data_dir=champion_store.data_dir, mlflow_tracking_uri=None))
     assert (model.name, model.version, model.flavor) == ("digits-classifier", champion_store.version, "keras")
-    assert model.spec.n_features == 64 and model.spec.dtype == np.float32
+    assert model.contract.input.shape == (64,) and model.contract.input.dtype == np.float32
     np.testing.assert_allclose(model.predict(champion_store.rows), champion_store.probabilities, rtol=1e-5)

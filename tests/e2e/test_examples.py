@@ -1,0 +1,233 @@
+"""The example notebooks end to end: each trained by `python -m pipeline train` (2 epochs), packaged, served by
+`bentoml serve` and answered through a real `python -m service.worker`, with the rows and answers of its own run.
+
+notebooks/examples/diabetes_regressor.ipynb  regression, 10 named features: [-1, 10] -> [-1, 1]
+notebooks/examples/digits_conv2d.ipynb       classification of 8x8x1 images: [-1, 8, 8, 1] -> [-1, 10]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from support.job_servers import delete_queues, fresh_job_settings, settings_env
+from support.processes import free_port, running
+from support.served import served_service
+
+from tests.conftest import PROJECT_ROOT
+from tests.e2e.test_jobs_served import finished
+
+pytestmark = pytest.mark.slow
+
+ROWS = 20  # held-out rows sent per request (at most MAX_ROWS, 64)
+RTOL, ATOL = 1e-4, 1e-5
+
+
+@dataclass(frozen=True)
+class Example:
+    notebook: str
+    model_name: str
+    task: str
+    input_shape: list[int]  # with the batch dimension, as GET /model shows it
+    feature_names: tuple[str, ...] | None = None
+
+
+def _diabetes_features() -> tuple[str, ...]:
+    from sklearn.datasets import load_diabetes
+
+    return tuple(load_diabetes().feature_names)
+
+
+EXAMPLES = [
+    Example(
+        "notebooks/examples/diabetes_regressor.ipynb",
+        "diabetes-regressor",
+        "regression",
+        [-1, 10],
+        _diabetes_features(),
+    ),
+    Example("notebooks/examples/digits_conv2d.ipynb", "digits-conv2d", "classification", [-1, 8, 8, 1]),
+]
+
+
+@dataclass(frozen=True)
+class Trained:
+    example: Example
+    url: str
+    run_id: str
+    train_stdout: str
+    rows: np.ndarray  # the run's first ROWS held-out rows
+    outputs: np.ndarray  # the notebook model's own answers for them
+    env: dict[str, str]  # the store, the model and the job settings: for the worker
+
+
+def _pipeline(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module", params=EXAMPLES, ids=[Path(e.notebook).stem for e in EXAMPLES])
+def trained(
+    request: pytest.FixtureRequest,
+    mongo_url: str,
+    amqp_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Trained]:
+    """The example trained once (2 epochs) into a store of its own, packaged and served with its job settings."""
+    import mlflow
+
+    from pipeline.evaluation import held_out
+
+    example: Example = request.param
+    folder = tmp_path_factory.mktemp(example.model_name)
+    data_dir = folder / "store"
+    settings = fresh_job_settings(mongo_url, amqp_url)
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    env |= {
+        "DATA_DIR": str(data_dir),
+        "NOTEBOOK": str(PROJECT_ROOT / example.notebook),
+        "MODEL_NAME": example.model_name,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        **settings_env(settings),
+    }
+    # The store's tables first: on a fresh SQLite store `python -m pipeline train` and its kernel create them at
+    # the same time and the kernel's start_run can fail ("duplicate column name: status_details").
+    tracking_uri = f"sqlite:///{data_dir / 'mlflow.db'}"
+    data_dir.mkdir()
+    client = mlflow.MlflowClient(tracking_uri)
+    done = _pipeline(env, "train", "-p", "epochs", "2", "--no-progress")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "registered" in done.stdout, done.stdout
+    found = re.search(r"^run (\w+): registered ", done.stdout, re.MULTILINE)
+    assert found, done.stdout
+    run_id = found[1]
+    packaged = _pipeline(env, "package")
+    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+
+    rows = held_out(client, run_id)
+    try:
+        with served_service(free_port(), env | {"WORKERS": "1"}, folder / "service.log") as url:
+            yield Trained(example, url, run_id, done.stdout, rows.x[:ROWS], rows.outputs[:ROWS], env)
+    finally:
+        delete_queues(settings)
+
+
+@pytest.fixture(scope="module")
+def client(trained: Trained) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=trained.url, timeout=30) as client:
+        yield client
+
+
+def assert_answers_outputs(answer: dict[str, Any], trained: Trained) -> None:
+    """The service's answer is the notebook model's own for the same rows."""
+    if trained.example.task == "regression":
+        np.testing.assert_allclose(answer["predictions"], trained.outputs[:, 0], rtol=RTOL, atol=ATOL)
+    else:
+        np.testing.assert_allclose(answer["probabilities"], trained.outputs, rtol=RTOL, atol=ATOL)
+        assert answer["predictions"] == trained.outputs.argmax(axis=1).tolist()
+        assert answer["classes"] == [str(label) for label in trained.outputs.argmax(axis=1)]
+
+
+def test_the_pipeline_registers_the_run(trained: Trained) -> None:
+    assert f"run {trained.run_id}: registered {trained.example.model_name} version 1" in trained.train_stdout
+
+
+def test_predict_answers_the_notebook_models_outputs_for_its_held_out_rows(
+    client: httpx.Client, trained: Trained
+) -> None:
+    assert trained.rows.shape[1:] == tuple(trained.example.input_shape[1:])
+    response = client.post("/predict", json={"instances": trained.rows.tolist()})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == {"name": trained.example.model_name, "version": "1"}
+    assert_answers_outputs(body, trained)
+
+
+def test_named_features_rows(client: httpx.Client, trained: Trained) -> None:
+    names = trained.example.feature_names
+    if names is None:  # a model without feature names refuses them, saying what to send
+        records = [{"pixel": 0.0}]
+        response = client.post("/predict", json={"dataframe_records": records})
+        assert response.status_code == 422, response.text
+        assert "needs named features" in response.json()["detail"][0]["msg"]
+        return
+    records = [dict(zip(names, row.tolist(), strict=True)) for row in trained.rows]
+    response = client.post("/predict", json={"dataframe_records": records})
+    assert response.status_code == 200, response.text
+    assert_answers_outputs(response.json(), trained)
+
+    missing = [{name: value for name, value in record.items() if name != "bmi"} for record in records[:2]]
+    response = client.post("/predict", json={"dataframe_records": missing})
+    assert response.status_code == 422, response.text
+    message = response.json()["detail"][0]["msg"]
+    assert "missing feature" in message and "bmi" in message, message
+
+
+def test_model_shows_task_and_input_shape(client: httpx.Client, trained: Trained) -> None:
+    described = client.get("/model").json()
+    assert described["run_id"] == trained.run_id, described
+    found = {key: described[key] for key in ("task", "input") if key in described}
+    if "contract" in described:  # wherever GET /model nests the contract
+        found = described["contract"]
+    assert found["task"] == trained.example.task, described
+    assert found["input"]["shape"] == trained.example.input_shape, described
+    if trained.example.feature_names:
+        assert found["feature_names"] == list(trained.example.feature_names), described
+
+
+def _row_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema of one row of `instances`: the array one among its alternatives (with named features)."""
+    items = schema["properties"]["instances"]["items"]
+    arrays = [item for item in items.get("anyOf", [items]) if item.get("type") == "array"]
+    assert len(arrays) == 1, items
+    return arrays[0]
+
+
+def test_openapi_predict_request_shows_the_row_shape(client: httpx.Client, trained: Trained) -> None:
+    schemas = client.get("/docs.json").json()["components"]["schemas"]
+    assert "PredictRequest" in schemas, sorted(schemas)
+    row = _row_schema(schemas["PredictRequest"])
+    for size in trained.example.input_shape[1:]:
+        assert row["type"] == "array" and (row["minItems"], row["maxItems"]) == (size, size), row
+        row = row["items"]
+    assert row == {"type": "number"}
+    if trained.example.feature_names:
+        records = schemas["PredictRequest"]["properties"]["dataframe_records"]["items"]
+        assert records["required"] == list(trained.example.feature_names)
+
+
+def test_a_job_answers_what_predict_answers(client: httpx.Client, trained: Trained) -> None:
+    rows = trained.rows.tolist()
+    submitted = client.post("/jobs", json={"instances": rows})
+    assert submitted.status_code == 202, submitted.text
+    job = submitted.json()
+    worker_env = trained.env | {"WORKER_PREDICTOR": "service.worker:load_packaged"}
+    log = Path(trained.env["DATA_DIR"]).parent / "worker.log"
+    worker = [sys.executable, "-m", "service.worker"]
+    with running(worker, lambda: True, "worker", log, env=worker_env, cwd=PROJECT_ROOT):
+        view = finished(client, job["url"], timeout_s=120)
+    assert view["status"] == "succeeded", (view, log.read_text(errors="replace")[-3000:])
+    predicted = client.post("/predict", json={"instances": rows}).json()
+    assert view["model"] == predicted["model"]
+    result = view["result"]
+    assert set(result) == set(predicted) - {"model"}, (result.keys(), predicted.keys())
+    np.testing.assert_allclose(result["predictions"], predicted["predictions"], rtol=RTOL, atol=ATOL)
+    if trained.example.task == "classification":
+        assert result["classes"] == predicted["classes"]
+        np.testing.assert_allclose(result["probabilities"], predicted["probabilities"], rtol=RTOL, atol=ATOL)
+    assert_answers_outputs(result, trained)

@@ -1,0 +1,66 @@
+"""The bundled digits demo as plain code, for tests and benchmarks: the same data, split and model as
+notebooks/train.ipynb (the notebook is the user's; this copy is the tests' fixture and the benchmark's baseline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SPLIT_SEED = 20_240_917
+CLASS_NAMES = [str(digit) for digit in range(10)]
+
+
+@dataclass(frozen=True)
+class Split:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_split() -> Split:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x, y = digits.data.astype(np.float32), digits.target
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, y, test_size=0.2, random_state=SPLIT_SEED, stratify=y
+    )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=0.15, random_state=SPLIT_SEED, stratify=y_rest
+    )
+    return Split(x_train, y_train, x_val, y_val, x_test, y_test)
+
+
+def build_model(hidden_units: int, learning_rate: float, dropout: float, seed: int) -> Any:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(64,), name="pixels")
+    hidden = keras.layers.Rescaling(1.0 / 16.0)(inputs)
+    hidden = keras.layers.Dense(hidden_units, activation="relu")(hidden)
+    hidden = keras.layers.Dropout(dropout, seed=seed)(hidden)
+    outputs = keras.layers.Dense(10, activation="softmax", name="probabilities")(hidden)
+    model = keras.Model(inputs, outputs, name="digits_mlp")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def fit(model: Any, split: Split, epochs: int, batch_size: int) -> Any:
+    return model.fit(
+        split.x_train,
+        split.y_train,
+        validation_data=(split.x_val, split.y_val),
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=0,
+    )
