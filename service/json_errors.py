@@ -72,7 +72,7 @@ def _normalised(status: int, body: bytes, text: bool) -> tuple[int, dict[str, An
     if (
         isinstance(detail, list)
         and detail
-        and all(isinstance(error, dict) and "msg" in error for error in detail)
+        and all(isinstance(error, dict) and "type" in error for error in detail)
     ):
         if is_json_syntax_error(detail):
             return 400, error_document("the body is not valid JSON")
