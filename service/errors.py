@@ -59,11 +59,8 @@ async def send_error(
 
 def _field_error(error: dict[str, Any]) -> dict[str, Any]:
     loc = [part for part in error.get("loc", ()) if isinstance(part, (str, int))][:8]
-    return {
-        "loc": loc,
-        "msg": _cap(str(error.get("msg", ""))),
-        "type": str(error.get("type", "invalid"))[:60],
-    }
+    kind = str(error.get("type", "invalid"))[:60]
+    return {"loc": loc, "msg": _cap(str(error.get("msg") or kind)), "type": kind}
 
 
 def _located(error: dict[str, Any]) -> str:
