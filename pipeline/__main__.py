@@ -23,7 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument(
-        "--notebook", default=None, help="the training notebook to run (default: the setting NOTEBOOK, notebooks/train.ipynb)"
+        "--notebook",
+        default=None,
+        help="the training notebook to run (default: the setting NOTEBOOK, notebooks/train.ipynb)",
     )
 
     promote = commands.add_parser("promote", help="give @champion to VERSION by hand (audited)")

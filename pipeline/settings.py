@@ -59,7 +59,12 @@ class PipelineSettings(BaseSettings):
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+        return self.mlflow_tracking_uri or f"sqlite:///{self.store_file}"
+
+    @property
+    def store_file(self) -> Path:
+        """The embedded store's SQLite file (used unless MLFLOW_TRACKING_URI names another store)."""
+        return self.data_dir / "mlflow.db"
 
     @property
     def artifact_root(self) -> Path:

@@ -51,12 +51,16 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
     invocation = uuid.uuid4().hex
     executed = settings.runs_dir / invocation / settings.notebook.name
     tags = lineage.run_tags(settings.notebook, values)
-    threading.Thread(target=_import_tensorflow, name="import-tensorflow", daemon=True).start()
+    # A new embedded store is created (and migrated) before the kernel may open it too: two processes
+    # migrating one SQLite file at once fail ("duplicate column name"). An existing store is only opened,
+    # meanwhile the kernel imports TensorFlow.
+    client = tracking.connect(settings) if _new_embedded_store(settings) else None
     with ThreadPoolExecutor(max_workers=1) as pool:
         execution = pool.submit(
             _execute, settings, executed, {**values, "pipeline_invocation": invocation}, progress_bar
         )
-        client = tracking.connect(settings)
+        client = client or tracking.connect(settings)
+        threading.Thread(target=_import_tensorflow, name="import-tensorflow", daemon=True).start()
         try:
             execution.result()
         except NotebookFailed:
@@ -113,6 +117,10 @@ def _checked(
             f"GATE_METRIC {metric} was not logged for this {loaded.contract.task} model (it logged: {logged})"
         )
     return loaded.contract, rows, metric
+
+
+def _new_embedded_store(settings: PipelineSettings) -> bool:
+    return settings.is_embedded_store and not settings.store_file.exists()
 
 
 def _import_tensorflow() -> None:

@@ -53,7 +53,12 @@ def test_first_run_is_tracked_registered_and_champion(first, client, settings):
     assert run.info.status == "FINISHED"
     assert run.data.params["epochs"] == "1"
     assert run.data.params["registered_model_name"] == MODEL
-    assert {"test_accuracy", "test_macro_f1"} <= set(run.data.metrics)
+    assert {"test_accuracy", "test_macro_f1", "test_log_loss"} <= set(run.data.metrics)
+    assert [item.path for item in client.list_artifacts(first.run_id, "evaluation")] == [
+        "evaluation/rows.npz"
+    ]
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["test rows"]
+    assert run.data.tags["nbship.task"] == "classification"
     assert run.data.metrics["test_accuracy"] > 0.5
     assert len(client.get_metric_history(first.run_id, "epoch_val_accuracy")) == 1
 
@@ -191,9 +196,10 @@ def test_against_a_real_mlflow_server(first, settings, tmp_path):
 
 def test_champion_is_rescored_when_its_split_differs(first, client):
     """A champion trained on other rows is loaded and scored on the current test rows, matching the notebook."""
-    from pipeline import gate
+    from pipeline import evaluation, gate
 
     run = client.get_run(first.run_id)
+    rows = evaluation.held_out(client, first.run_id)
     sha = run.data.tags["nbship.data_sha256"]
     champion = client.get_model_version(MODEL, first.version)
     client.set_tag(first.run_id, "nbship.data_sha256", "another-split")
@@ -202,7 +208,7 @@ def test_champion_is_rescored_when_its_split_differs(first, client):
         f"http://127.0.0.1:{free_port()}"
     )  # the process points elsewhere: use the client's
     try:
-        rescored = gate.champion_score(client, champion, "test_accuracy", sha)
+        rescored = gate.champion_score(client, champion, "test_accuracy", rows, sha)
     finally:
         mlflow.set_tracking_uri(previous_uri)
         client.set_tag(first.run_id, "nbship.data_sha256", sha)
