@@ -25,12 +25,10 @@ class Parameter:
 
 def declared(notebook: Path) -> dict[str, Parameter]:
     """The parameters the notebook declares, with the type of their annotation (`epochs: int = 30`)."""
-    import papermill
-
     if not notebook.is_file():
         raise BadParameter(f"notebook not found: {notebook}")
     found: dict[str, Parameter] = {}
-    for name, spec in papermill.inspect_notebook(str(notebook)).items():
+    for name, spec in _inspect(notebook).items():
         default = _literal(spec["default"])
         type_name = spec["inferred_type_name"]
         if type_name not in _CASTS:
@@ -82,3 +80,21 @@ def _literal(source: str) -> Any:
         return ast.literal_eval(source)
     except (ValueError, SyntaxError):
         return source
+
+
+def _inspect(notebook: Path) -> dict[str, Any]:
+    """papermill's reading of the parameters cell. A notebook saved without kernel metadata (written by a script,
+    say) is read as a Python one, as the pipeline runs it with the `python3` kernel."""
+    import tempfile
+
+    import nbformat
+    import papermill
+
+    node = nbformat.read(notebook, as_version=4)
+    if node.metadata.get("kernelspec", {}).get("name"):
+        return papermill.inspect_notebook(str(notebook))
+    node.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / notebook.name
+        nbformat.write(node, copy)
+        return papermill.inspect_notebook(str(copy))

@@ -144,6 +144,7 @@ def _execute(settings: PipelineSettings, executed: Path, values: dict[str, Any],
                 str(executed),
                 parameters=values,
                 kernel_name=settings.kernel_name,
+                language="python",  # a notebook saved without language metadata is still a Python one
                 progress_bar=progress_bar,
                 cwd=str(settings.notebook.parent),
                 # ipykernel warns on every start that its local TCP channels are not encrypted, and logs

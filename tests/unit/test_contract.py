@@ -94,3 +94,17 @@ def test_regression_and_classification_scores() -> None:
         "test_macro_f1",
         "test_log_loss",
     }
+
+
+def test_a_logged_model_answering_another_shape_than_its_signature_is_refused_naming_both() -> None:
+    from pipeline.errors import PipelineError
+    from pipeline.evaluation import HeldOut, check_served_answers
+    from service.model_loader import LoadedModel
+
+    x = np.zeros((5, 4), dtype=np.float32)
+    wrong = LoadedModel("m", "1", "keras", classifier(), lambda rows: np.full((len(rows), 4), 0.25))
+    with pytest.raises(PipelineError, match=r"answered shape \[5, 4\] for 5 rows; its signature says \[-1, 3\]"):
+        check_served_answers(wrong, HeldOut(x, np.zeros(5), np.full((5, 3), 1 / 3)))
+    drifted = LoadedModel("m", "1", "keras", classifier(), lambda rows: np.tile([1.0, 0.0, 0.0], (len(rows), 1)))
+    with pytest.raises(PipelineError, match="values differ by up to 0.667; nothing registered"):
+        check_served_answers(drifted, HeldOut(x, np.zeros(5), np.full((5, 3), 1 / 3)))

