@@ -38,9 +38,21 @@ BAD_BODIES: list[tuple[str, bytes, str, int]] = [
         "65 rows; at most 64",
         422,
     ),
-    ("malformed JSON", b'{"instances": [[1, 2', "Invalid JSON", 400),
-    ("no instances", b'{"rows": [[1]]}', "Field required", 422),
+    ("malformed JSON", b'{"instances": [[1, 2', "the body is not valid JSON", 400),
+    ("no instances", b'{"rows": [[1]]}', "unknown key 'rows'; send one of instances, inputs", 422),
+    (
+        "a boolean",
+        b'{"instances": [[true' + b", 0" * 63 + b"]]}",
+        "row 0, field 0: expected a number, got a boolean",
+        422,
+    ),
+    ("an extra key", b'{"instances": [[0' + b", 0" * 63 + b']], "x": 1}', "unknown key 'x'", 422),
+    ("two formats", b'{"instances": [], "inputs": []}', "send the rows under exactly one of", 422),
+    ("not an object", b"[[0, 1]]", "expected a JSON object with one of instances", 422),
+    ("named rows without names", b'{"dataframe_records": [{"a": 1}]}', "needs named features", 422),
 ]
+# The same rows under another Content-Type: refused before they are read (415), on every route that takes rows.
+BAD_CONTENT_TYPES = ["text/plain", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded"]
 
 
 def free_port() -> int:
