@@ -22,8 +22,16 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    promote = commands.add_parser("promote", help="give @champion to VERSION by hand (audited)")
+    promote = commands.add_parser(
+        "promote",
+        help="give @champion to VERSION by hand (audited); a worse score is refused without --force",
+    )
     promote.add_argument("version")
+    promote.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even a version that scores worse than @champion (audited)",
+    )
     commands.add_parser("rollback", help="give @champion back to the version that held it before")
     commands.add_parser("ui", help="start the MLflow UI on the configured store")
     commands.add_parser("package", help="put @champion into the BentoML model store (reused if there)")
@@ -105,8 +113,10 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
     client = tracking.connect(settings)
     name, alias = settings.model_name, settings.champion_alias
     if args.command == "promote":
-        previous = registry.promote(client, name, alias, args.version)
-        print(f"@{alias} of {name}: version {previous or '(none)'} -> {args.version}")
+        from pipeline.promotion import promote
+
+        promotion = promote(client, name, alias, args.version, settings.gate_metric, force=args.force)
+        print(promotion.summary(name, alias))
     elif args.command == "rollback":
         previous, target = registry.rollback(client, name, alias)
         print(f"@{alias} of {name}: version {previous} -> {target} (rolled back)")

@@ -131,15 +131,24 @@ def test_promote_and_rollback_move_the_alias_with_an_audit_trail(first, client):
 
 def test_the_command_line_promotes_and_rolls_back(first, client, settings):
     env = {**settings.kernel_env(), "MODEL_NAME": MODEL, "PATH": "/usr/bin:/bin"}
-    promote = subprocess.run(
+    refused = subprocess.run(
         [sys.executable, "-m", "pipeline", "promote", "2"],
         capture_output=True,
         text=True,
         env=env,
         check=False,
     )
+    assert refused.returncode == 2  # version 2 is the worse run: both scores shown, --force named
+    assert "is worse than @champion version 1" in refused.stderr and "--force" in refused.stderr
+    promote = subprocess.run(
+        [sys.executable, "-m", "pipeline", "promote", "2", "--force"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert promote.returncode == 0, promote.stderr
-    assert "version 1 -> 2" in promote.stdout
+    assert "-> version 2 test_accuracy=" in promote.stdout and "(forced)" in promote.stdout
     back = subprocess.run(
         [sys.executable, "-m", "pipeline", "rollback"], capture_output=True, text=True, env=env, check=False
     )

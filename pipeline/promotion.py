@@ -1,0 +1,99 @@
+"""Promotion by hand (`python -m pipeline promote VERSION`): both scores shown, a worse version refused unless
+forced (and then audited as forced), a version that already holds the alias left alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pipeline import gate, registry
+from pipeline.errors import AliasError
+from pipeline.lineage import DATA_SHA_TAG
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+# Metric names (or their prefixes) where a smaller figure is the better model; every other metric: larger.
+LOWER_IS_BETTER = ("rmse", "mae", "mse", "loss", "log_loss")
+
+
+def better(candidate: float, champion: float, metric: str) -> bool:
+    """Whether `candidate` is strictly the better figure of `metric`: the one place that knows the direction."""
+    name = metric.lower().removeprefix("test_").removeprefix("val_")
+    if name.startswith(LOWER_IS_BETTER):
+        return candidate < champion
+    return candidate > champion
+
+
+@dataclass(frozen=True)
+class Promotion:
+    metric: str
+    version: str
+    score: float | None
+    previous: str | None  # the version that held the alias before, None when none did
+    previous_score: float | None
+    moved: bool  # False: the version already held the alias
+    forced: bool
+
+    def summary(self, name: str, alias: str) -> str:
+        to = _scored(self.version, self.metric, self.score)
+        if not self.moved:
+            return f"version {self.version} already holds @{alias} of {name} ({to}); nothing changed"
+        before = (
+            "(none)" if self.previous is None else _scored(self.previous, self.metric, self.previous_score)
+        )
+        forced = " (forced)" if self.forced else ""
+        return f"@{alias} of {name}: {before} -> {to}{forced}"
+
+
+def promote(
+    client: MlflowClient, name: str, alias: str, version: str, metric: str, force: bool = False
+) -> Promotion:
+    """Give `alias` to `version` unless the current holder scores better on `metric` (then only with `force`)."""
+    candidate = registry.version(client, name, version)
+    current = registry.holder(client, name, alias)
+    score = _own_score(client, candidate, metric)
+    if current is None:
+        registry.move_alias(client, name, alias, version, action="promote")
+        return Promotion(metric, version, score, None, None, moved=True, forced=False)
+    previous = str(current.version)
+    data_sha = _run_tag(client, candidate, DATA_SHA_TAG)
+    previous_score = _champion_score(client, current, metric, data_sha)
+    if previous == version:
+        return Promotion(metric, version, score, previous, previous_score, moved=False, forced=False)
+    worse = score is None or (previous_score is not None and better(previous_score, score, metric))
+    if worse and not force:
+        champion = f"@{alias} {_scored(previous, metric, previous_score)}"
+        if score is None:
+            problem = f"version {version} has no {metric} to compare with {champion}"
+        else:
+            problem = f"{_scored(version, metric, score)} is worse than {champion}"
+        raise AliasError(f"{problem}; give --force to promote it anyway (audited as forced)")
+    registry.move_alias(client, name, alias, version, action="promote", forced=worse)
+    return Promotion(metric, version, score, previous, previous_score, moved=True, forced=worse)
+
+
+def _own_score(client: MlflowClient, version: ModelVersion, metric: str) -> float | None:
+    if not version.run_id:
+        return None
+    return client.get_run(version.run_id).data.metrics.get(metric)
+
+
+def _champion_score(client: MlflowClient, champion: ModelVersion, metric: str, data_sha: str) -> float | None:
+    """The holder's score on the candidate's held-out rows, as the gate judges it; None if it cannot be had."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return gate.champion_score(client, champion, metric, data_sha)
+    except (MlflowException, OSError, KeyError):
+        return None
+
+
+def _run_tag(client: MlflowClient, version: ModelVersion, tag: str) -> str:
+    return client.get_run(version.run_id).data.tags.get(tag, "") if version.run_id else ""
+
+
+def _scored(version: str, metric: str, score: float | None) -> str:
+    figure = "unknown" if score is None else f"{score:.4f}"
+    return f"version {version} {metric}={figure}"
