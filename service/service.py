@@ -20,6 +20,7 @@ from pydantic import BeforeValidator, Field
 
 from service import batching
 from service.access import LimitBody, RequireKey
+from service.docs_page import DocsPage
 from service.job_settings import JobSettings
 from service.jobs import JobBackend, open_jobs
 from service.jobs_api import BarePath, served_jobs_app
@@ -129,6 +130,7 @@ class PredictionService:
 _outer = cast(bentoml.Service[Any], PredictionService)
 _outer.add_asgi_middleware(JsonErrors)
 _outer.add_asgi_middleware(BarePath, prefix="/jobs")
+_outer.add_asgi_middleware(DocsPage, served=lambda: lineage_of(champion.stored))  # `/`, `/docs`, `/docs.json`
 if settings.api_keys:
     _outer.add_asgi_middleware(RequireKey, keys=settings.api_keys)
 _outer.add_asgi_middleware(LimitBody, max_bytes=settings.max_body_bytes)
