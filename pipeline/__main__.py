@@ -1,12 +1,14 @@
-"""Command line of the pipeline: `python -m pipeline {train,promote,rollback,ui,package,build,container,requirements}`."""
+"""Command line of the pipeline: `python -m pipeline {train,promote,rollback,ui,store,package,build,container,requirements}`."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.mlproject import drop_mlflow_run_default
 from pipeline.quiet import quiet
 from pipeline.settings import PROJECT_ROOT, PipelineSettings
 
@@ -34,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("rollback", help="give @champion back to the version that held it before")
     commands.add_parser("ui", help="start the MLflow UI on the configured store")
+    commands.add_parser("store", help="print the tracking URI of the configured store (MLFLOW_TRACKING_URI)")
     commands.add_parser("package", help="put @champion into the BentoML model store (reused if there)")
     commands.add_parser("build", help="package @champion, then build the service into a Bento")
     commands.add_parser("container", help="build the Bento, then its container image (bentoml containerize)")
@@ -46,7 +49,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     quiet()
+    dropped = drop_mlflow_run_default(os.environ, Path.cwd()) if args.command == "train" else None
     settings = PipelineSettings()
+    if dropped:
+        print(
+            f"note: `mlflow run` passed MLflow's default store {dropped}; training into this project's store "
+            f'{settings.tracking_uri}, as every command does (with MLFLOW_TRACKING_URI="$(python -m pipeline '
+            'store)" `mlflow run` keeps its own record there too)',
+            file=sys.stderr,
+        )
     try:
         return _run(args, settings)
     except PipelineError as exc:
@@ -64,7 +75,11 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         result = train(settings, overrides, progress_bar=not args.no_progress)
         print(f"run {result.run_id}: registered {result.model_name} version {result.version}")
         print(result.decision.summary(settings.champion_alias))
-        print(f"executed notebook: {result.executed_notebook}")
+        # The folder is named for the invocation (known before the run exists), not for the run id.
+        print(f"executed notebook: {result.executed_notebook} (also an artifact of run {result.run_id})")
+        return 0
+    if args.command == "store":
+        print(settings.tracking_uri)
         return 0
     if args.command == "ui":
         from pipeline.ui import ui_command

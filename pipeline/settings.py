@@ -47,8 +47,12 @@ class PipelineSettings(BaseSettings):
         return uri or None
 
     @property
+    def embedded_uri(self) -> str:
+        return f"sqlite:///{self.data_dir / 'mlflow.db'}"
+
+    @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+        return self.mlflow_tracking_uri or self.embedded_uri
 
     @property
     def artifact_root(self) -> Path:
@@ -61,7 +65,8 @@ class PipelineSettings(BaseSettings):
 
     @property
     def is_embedded_store(self) -> bool:
-        return self.mlflow_tracking_uri is None
+        """The SQLite file under data_dir, whether by default or named (`python -m pipeline store` prints it)."""
+        return self.tracking_uri == self.embedded_uri
 
     @property
     def artifact_location(self) -> str | None:

@@ -237,3 +237,26 @@ def test_mlproject_entry_point_nests_the_pipeline_run(first, client, settings):
     parent = client.get_run(child.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["mlflow.project.entryPoint"] == "train"
     assert parent.info.status == "FINISHED"
+
+
+def test_mlproject_without_a_tracking_uri_trains_into_the_projects_store(first, client, settings, tmp_path):
+    """The README's `mlflow run . -e train` with nothing set: MLflow's default (a new mlflow.db in the checkout)
+    used to get the run, its own version 1 and @champion; the project's store gets them now."""
+    import shutil
+
+    checkout = tmp_path / "checkout"  # a copy: `mlflow run` itself still writes its record to ./mlflow.db
+    skip = (".venv", ".nox", ".tools", ".git", ".nbship", "__pycache__", "*.db", "mlruns", ".*_cache")
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(*skip))
+    bin_dir = str(Path(sys.executable).parent)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env |= {**settings.kernel_env(), "MODEL_NAME": MODEL, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    before = len(client.search_model_versions(f"name='{MODEL}'"))
+    command = ["mlflow", "run", ".", "-e", "train", "-P", "epochs=1", "--env-manager", "local"]
+    done = subprocess.run(
+        command, cwd=checkout, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"training into this project's store {settings.tracking_uri}" in done.stderr
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == before + 1
+    own = MlflowClient(f"sqlite:///{checkout / 'mlflow.db'}")  # `mlflow run`'s record of the command only
+    assert own.search_registered_models() == []
