@@ -1,4 +1,4 @@
-"""Command line of the pipeline: `python -m pipeline {train,promote,rollback,ui,store,package,build,container,requirements}`."""
+"""Command line of the pipeline: `python -m pipeline {train,params,promote,rollback,ui,store,package,build,container,requirements}`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="execute notebooks/train.ipynb, register and gate the model")
     train.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-        help="a notebook parameter (repeatable), e.g. -p epochs 10",
+        help="a notebook parameter (repeatable), e.g. -p epochs 10; `python -m pipeline params` lists them",
     )  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("rollback", help="give @champion back to the version that held it before")
     commands.add_parser("ui", help="start the MLflow UI on the configured store")
     commands.add_parser("store", help="print the tracking URI of the configured store (MLFLOW_TRACKING_URI)")
+    commands.add_parser("params", help="list the notebook's parameters: type, default, allowed values")
     commands.add_parser("package", help="put @champion into the BentoML model store (reused if there)")
     commands.add_parser("build", help="package @champion, then build the service into a Bento")
     commands.add_parser("container", help="build the Bento, then its container image (bentoml containerize)")
@@ -77,6 +78,16 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         print(result.decision.summary(settings.champion_alias))
         # The folder is named for the invocation (known before the run exists), not for the run id.
         print(f"executed notebook: {result.executed_notebook} (also an artifact of run {result.run_id})")
+        return 0
+    if args.command == "params":
+        from pipeline.params import RESERVED, declared
+
+        for param in declared(settings.notebook).values():
+            if param.name not in RESERVED:
+                allowed = f" in {param.rule}" if param.rule else ""
+                print(
+                    f"-p {param.name} ({param.type_name}{allowed}, default {param.default!r}): {param.help}"
+                )
         return 0
     if args.command == "store":
         print(settings.tracking_uri)

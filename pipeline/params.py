@@ -54,8 +54,8 @@ class Rule:
     def __str__(self) -> str:
         if self.choices:
             return "one of " + ", ".join(self.choices)
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
+        low = "-inf" if self.low is None else _number(self.low)
+        high = "inf" if self.high is None else _number(self.high)
         return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
 
 
@@ -157,3 +157,7 @@ def _literal(source: str) -> Any:
         return ast.literal_eval(source)
     except (ValueError, SyntaxError):
         return source
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if bound.is_integer() else repr(bound)

@@ -163,3 +163,15 @@ def test_a_default_outside_its_range_is_the_notebooks_mistake(tmp_path):
 def test_a_range_on_a_string_is_refused(tmp_path):
     with pytest.raises(BadParameter, match="declares a range but is not an int or float"):
         declared(_notebook_with(tmp_path, 'name: str = "x"  # a name [1, 2]'))
+
+
+def test_the_command_line_lists_the_parameters_with_their_ranges():
+    import subprocess
+    import sys
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "params"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert "-p epochs (int in [1, 1000], default 30): passes over the training rows" in listed
+    assert "-p seed (int in [0, 4294967295], default 42): weight initialisation and shuffling" in listed
+    assert not any("pipeline_invocation" in line for line in listed)
