@@ -57,7 +57,6 @@ class SummarizingMetrics(JobMetrics):
         queues = ", ".join(f"{queue} {n}" for queue, n in depths.items())
         backlog = ", ".join(f"{n} {state}" for state, n in counts.items())
         return (
-            f"worker: {since['succeeded']} jobs done, {since['failed']} failed in the last "
-            f"{self._interval_s:g} s ({total['succeeded']} done, {total['failed']} failed in all); "
-            f"queue depth {queues}; store {backlog}"
+            f"worker: jobs done {since['succeeded']}, failed {since['failed']} in the last {self._interval_s:g} s "
+            f"(in all: done {total['succeeded']}, failed {total['failed']}); queue depth {queues}; store {backlog}"
         )

@@ -211,7 +211,7 @@ def test_a_worker_process_logs_its_model_at_start_and_a_summary_per_interval(
     try:
         kit.wait_final(store, ids, timeout_s=60)
         wait_until(
-            lambda: "5 done, 0 failed in all" in log.read_text(), 30, "a summary after the jobs", worker
+            lambda: "(in all: done 5, failed 0)" in log.read_text(), 30, "a summary after the jobs", worker
         )
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -222,5 +222,5 @@ def test_a_worker_process_logs_its_model_at_start_and_a_summary_per_interval(
         f"micro-batches of up to {settings.batch_size} rows or {settings.batch_wait_ms} ms"
     )
     assert sum(line.endswith(started) for line in lines) == 1
-    summary = next(line for line in lines if "5 done, 0 failed in all" in line)
+    summary = next(line for line in lines if "(in all: done 5, failed 0)" in line)
     assert "queue depth main 0, retry 0, dead 0; store 0 queued, 0 running" in summary
