@@ -9,21 +9,11 @@ from typing import TYPE_CHECKING
 from pipeline import gate, registry
 from pipeline.errors import AliasError
 from pipeline.lineage import DATA_SHA_TAG
+from pipeline.scores import better
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
-
-# Metric names (or their prefixes) where a smaller figure is the better model; every other metric: larger.
-LOWER_IS_BETTER = ("rmse", "mae", "mse", "loss", "log_loss")
-
-
-def better(candidate: float, champion: float, metric: str) -> bool:
-    """Whether `candidate` is strictly the better figure of `metric`: the one place that knows the direction."""
-    name = metric.lower().removeprefix("test_").removeprefix("val_")
-    if name.startswith(LOWER_IS_BETTER):
-        return candidate < champion
-    return candidate > champion
 
 
 @dataclass(frozen=True)

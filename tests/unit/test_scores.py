@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.promotion import better
+from pipeline.scores import better
 
 
 @pytest.mark.parametrize(
