@@ -1,4 +1,4 @@
-"""Command line of the pipeline: `python -m pipeline {train,promote,rollback,ui,package,build,container,requirements}`."""
+"""Command line of the pipeline: `python -m pipeline {train,params,promote,rollback,ui,store,package,build,container,requirements}`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.mlproject import drop_mlflow_run_default
 from pipeline.quiet import quiet
 from pipeline.settings import PROJECT_ROOT, PipelineSettings
 
@@ -19,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="execute notebooks/train.ipynb, register and gate the model")
     train.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-        help="a notebook parameter (repeatable), e.g. -p epochs 10",
+        help="a notebook parameter (repeatable), e.g. -p epochs 10; `python -m pipeline params` lists them",
     )  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument(
@@ -28,10 +29,20 @@ def _parser() -> argparse.ArgumentParser:
         help="the training notebook to run (default: the setting NOTEBOOK, notebooks/train.ipynb)",
     )
 
-    promote = commands.add_parser("promote", help="give @champion to VERSION by hand (audited)")
+    promote = commands.add_parser(
+        "promote",
+        help="give @champion to VERSION by hand (audited); a worse score is refused without --force",
+    )
     promote.add_argument("version")
+    promote.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even a version that scores worse than @champion (audited)",
+    )
     commands.add_parser("rollback", help="give @champion back to the version that held it before")
     commands.add_parser("ui", help="start the MLflow UI on the configured store")
+    commands.add_parser("store", help="print the tracking URI of the configured store (MLFLOW_TRACKING_URI)")
+    commands.add_parser("params", help="list the notebook's parameters: type, default, allowed values")
     commands.add_parser("package", help="put @champion into the BentoML model store (reused if there)")
     commands.add_parser("build", help="package @champion, then build the service into a Bento")
     commands.add_parser("container", help="build the Bento, then its container image (bentoml containerize)")
@@ -44,7 +55,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     quiet()
+    dropped = drop_mlflow_run_default(os.environ, Path.cwd()) if args.command == "train" else None
     settings = PipelineSettings()
+    if dropped:
+        print(
+            f"note: `mlflow run` passed MLflow's default store {dropped}; training into this project's store "
+            f'{settings.tracking_uri}, as every command does (with MLFLOW_TRACKING_URI="$(python -m pipeline '
+            'store)" `mlflow run` keeps its own record there too)',
+            file=sys.stderr,
+        )
     try:
         return _run(args, settings)
     except PipelineError as exc:
@@ -64,7 +83,21 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         result = train(settings, overrides, progress_bar=not args.no_progress)
         print(f"run {result.run_id}: registered {result.model_name} version {result.version}")
         print(result.decision.summary(settings.champion_alias))
-        print(f"executed notebook: {result.executed_notebook}")
+        # The folder is named for the invocation (known before the run exists), not for the run id.
+        print(f"executed notebook: {result.executed_notebook} (also an artifact of run {result.run_id})")
+        return 0
+    if args.command == "params":
+        from pipeline.params import RESERVED, declared
+
+        for param in declared(settings.notebook).values():
+            if param.name not in RESERVED:
+                allowed = f" in {param.rule}" if param.rule else ""
+                print(
+                    f"-p {param.name} ({param.type_name}{allowed}, default {param.default!r}): {param.help}"
+                )
+        return 0
+    if args.command == "store":
+        print(settings.tracking_uri)
         return 0
     if args.command == "ui":
         from pipeline.ui import ui_command
@@ -113,8 +146,10 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
     client = tracking.connect(settings)
     name, alias = settings.model_name, settings.champion_alias
     if args.command == "promote":
-        previous = registry.promote(client, name, alias, args.version)
-        print(f"@{alias} of {name}: version {previous or '(none)'} -> {args.version}")
+        from pipeline.promotion import promote
+
+        promotion = promote(client, name, alias, args.version, settings.gate_metric, force=args.force)
+        print(promotion.summary(name, alias))
     elif args.command == "rollback":
         previous, target = registry.rollback(client, name, alias)
         print(f"@{alias} of {name}: version {previous} -> {target} (rolled back)")

@@ -8,6 +8,7 @@ keeps it and says so, and `python -m pipeline promote` stays the audited way to 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,7 +80,11 @@ def decide(
 
 
 def champion_score(
-    client: MlflowClient, champion: ModelVersion, metric: str, rows: evaluation.HeldOut, data_sha256: str
+    client: MlflowClient,
+    champion: ModelVersion,
+    metric: str,
+    rows: Callable[[], evaluation.HeldOut],
+    data_sha256: str,
 ) -> float:
     """The champion's score on the candidate's held-out rows.
 
@@ -92,7 +97,7 @@ def champion_score(
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = evaluation.download_model(client, str(champion.source), Path(tmp))
         loaded = evaluation.load(model_dir, champion.name, str(champion.version))
-        return evaluation.score_on(loaded, rows)[metric]
+        return evaluation.score_on(loaded, rows())[metric]
 
 
 def run_gate(
@@ -125,7 +130,7 @@ def run_gate(
                 differs,
             )
         else:
-            score = champion_score(client, current, metric, rows, run.data.tags.get(DATA_SHA_TAG, ""))
+            score = champion_score(client, current, metric, lambda: rows, run.data.tags.get(DATA_SHA_TAG, ""))
             decision = decide(
                 metric, margin, str(candidate.version), candidate_score, str(current.version), score
             )

@@ -1,9 +1,22 @@
-"""The notebook's parameters: read from its tagged `parameters` cell, checked before any kernel starts."""
+"""The notebook's parameters: read from its tagged `parameters` cell, checked before any kernel starts.
+
+Each line of the cell declares a name, a type and a default; its trailing comment is the help, which may end
+with the values the parameter takes, checked as the type is:
+
+    epochs: int = 30  # passes over the training rows [1, 1000]
+    dropout: float = 0.1  # dropout rate [0, 1)
+    learning_rate: float = 0.001  # Adam step size (0, 1]
+    optimizer: str = "adam"  # choices: adam|sgd
+
+`[` and `]` include the bound, `(` and `)` exclude it; an empty bound is unbounded (`(0, ]` is any positive number).
+"""
 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +27,54 @@ RESERVED = frozenset({"pipeline_invocation"})
 
 _CASTS = {"int", "float", "str", "bool"}
 
+_NUMBER = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)?\s*"
+_RANGE = re.compile(rf"\s*([\[(]){_NUMBER},{_NUMBER}([\])])\s*$")
+_CHOICES = re.compile(r"\s*choices:\s*([^\s|]+(?:\s*\|\s*[^\s|]+)*)\s*$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The values a parameter takes, as its help comment declares them: a range or choices."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+
+    def allows(self, value: Any) -> bool:
+        if self.choices:
+            return str(value) in self.choices
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            return False
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        high_ok = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return low_ok and high_ok
+
+    def __str__(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        low = "-inf" if self.low is None else _number(self.low)
+        high = "inf" if self.high is None else _number(self.high)
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def parse_rule(help_text: str) -> tuple[str, Rule | None]:
+    """The help without its trailing declaration, and the rule it declares (None: any value of the type)."""
+    if match := _RANGE.search(help_text):
+        opening, low, high, closing = match.groups()
+        rule = Rule(
+            low=None if low is None else float(low),
+            high=None if high is None else float(high),
+            low_open=opening == "(" or low is None,
+            high_open=closing == ")" or high is None,
+        )
+        return help_text[: match.start()].rstrip(), rule
+    if match := _CHOICES.search(help_text):
+        choices = tuple(choice.strip() for choice in match.group(1).split("|"))
+        return help_text[: match.start()].rstrip(), Rule(choices=choices)
+    return help_text, None
+
 
 @dataclass(frozen=True)
 class Parameter:
@@ -21,6 +82,13 @@ class Parameter:
     type_name: str
     default: Any
     help: str
+    rule: Rule | None = field(default=None)
+
+    def check(self, value: Any) -> Any:
+        """`value` if the parameter's declared range or choices allow it."""
+        if self.rule is not None and not self.rule.allows(value):
+            raise BadParameter(f"parameter {self.name!r} must be in {self.rule}, got {value!r}")
+        return value
 
 
 def declared(notebook: Path) -> dict[str, Parameter]:
@@ -33,7 +101,12 @@ def declared(notebook: Path) -> dict[str, Parameter]:
         type_name = spec["inferred_type_name"]
         if type_name not in _CASTS:
             type_name = type(default).__name__ if type(default).__name__ in _CASTS else "str"
-        found[name] = Parameter(name, type_name, default, spec.get("help") or "")
+        help_text, rule = parse_rule(spec.get("help") or "")
+        if rule is not None and rule.choices and type_name != "str":
+            raise BadParameter(f"{notebook}: parameter {name!r} declares choices but is not a str")
+        if rule is not None and not rule.choices and type_name not in ("int", "float"):
+            raise BadParameter(f"{notebook}: parameter {name!r} declares a range but is not an int or float")
+        found[name] = Parameter(name, type_name, default, help_text, rule)
     if not found:
         raise BadParameter(f"{notebook} has no cell tagged 'parameters'")
     return found
@@ -49,6 +122,8 @@ def resolve(declared_params: dict[str, Parameter], overrides: dict[str, str]) ->
             known = ", ".join(sorted(set(declared_params) - RESERVED))
             raise BadParameter(f"unknown parameter {name!r}; the notebook declares: {known}")
         values[name] = cast(declared_params[name], raw)
+    for name, value in values.items():  # a default outside its own range is the notebook's mistake, named too
+        declared_params[name].check(value)
     return values
 
 
@@ -98,3 +173,7 @@ def _inspect(notebook: Path) -> dict[str, Any]:
         copy = Path(tmp) / notebook.name
         nbformat.write(node, copy)
         return papermill.inspect_notebook(str(copy))
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if bound.is_integer() else repr(bound)

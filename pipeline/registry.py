@@ -50,8 +50,11 @@ def history(client: MlflowClient, name: str) -> list[str]:
     return json.loads(tags.get(HISTORY_TAG, "[]"))
 
 
-def move_alias(client: MlflowClient, name: str, alias: str, version: str, action: str) -> str | None:
-    """Give `alias` to `version`; record who/when/from/to on the version and the model. Returns the old holder."""
+def move_alias(
+    client: MlflowClient, name: str, alias: str, version: str, action: str, forced: bool = False
+) -> str | None:
+    """Give `alias` to `version`; record who/when/from/to (and whether a worse score was overridden) on the
+    version and the model. Returns the old holder."""
     previous = holder(client, name, alias)
     from_version = str(previous.version) if previous else None
     client.set_registered_model_alias(name, alias, version)
@@ -65,6 +68,7 @@ def move_alias(client: MlflowClient, name: str, alias: str, version: str, action
         "from": from_version or "",
         "to": version,
         "alias": alias,
+        "forced": "true" if forced else "false",
     }
     for key, value in audit.items():
         client.set_model_version_tag(name, version, f"audit.{key}", value)
@@ -72,14 +76,19 @@ def move_alias(client: MlflowClient, name: str, alias: str, version: str, action
     return from_version
 
 
-def promote(client: MlflowClient, name: str, alias: str, version: str) -> str | None:
+def version(client: MlflowClient, name: str, version: str) -> ModelVersion:
     from mlflow.exceptions import MlflowException
 
     try:
-        client.get_model_version(name, version)
+        return client.get_model_version(name, version)
     except MlflowException:
         raise AliasError(f"model {name!r} has no version {version!r}") from None
-    return move_alias(client, name, alias, version, action="promote")
+
+
+def promote(client: MlflowClient, name: str, alias: str, to: str) -> str | None:
+    """Give `alias` to version `to` whatever its score (pipeline/promotion.py compares scores first)."""
+    version(client, name, to)
+    return move_alias(client, name, alias, to, action="promote")
 
 
 def rollback(client: MlflowClient, name: str, alias: str) -> tuple[str, str]:

@@ -58,13 +58,17 @@ class PipelineSettings(BaseSettings):
         return uri or None
 
     @property
-    def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.store_file}"
-
-    @property
     def store_file(self) -> Path:
         """The embedded store's SQLite file (used unless MLFLOW_TRACKING_URI names another store)."""
         return self.data_dir / "mlflow.db"
+
+    @property
+    def embedded_uri(self) -> str:
+        return f"sqlite:///{self.store_file}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or self.embedded_uri
 
     @property
     def artifact_root(self) -> Path:
@@ -77,7 +81,8 @@ class PipelineSettings(BaseSettings):
 
     @property
     def is_embedded_store(self) -> bool:
-        return self.mlflow_tracking_uri is None
+        """The SQLite file under data_dir, whether by default or named (`python -m pipeline store` prints it)."""
+        return self.tracking_uri == self.embedded_uri
 
     @property
     def artifact_location(self) -> str | None:

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -26,8 +26,10 @@ from service.errors import send_error
 
 MIN_KEY_LENGTH = 32
 CALLER = "nbship.caller"  # scope key: the name of the API key that authenticated the request
-OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"})
-OPEN_PREFIXES = ("/static_content/", "/assets/")  # the OpenAPI page's files
+OPEN_PATHS = frozenset(
+    {"/", "/docs", "/docs/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"}
+)
+OPEN_PREFIXES = ("/static_content/", "/assets/", "/docs/assets/")  # the OpenAPI page's files
 DOCUMENT_PATH = "/docs.json"
 SCHEME = "bearer"  # its name in the OpenAPI document
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -99,7 +101,7 @@ class RequireKey:
         path: str = scope["path"]
         if is_open(path):
             if path == DOCUMENT_PATH:
-                send = _documenting(send)
+                send = rewriting_json(send, document_security)
             await self.app(scope, receive, send)
             return
         token = _bearer_token(scope)
@@ -240,8 +242,8 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-def _documenting(send: Send) -> Send:
-    """A send that adds the security scheme to the OpenAPI document BentoML answers (a few kB, buffered)."""
+def rewriting_json(send: Send, transform: Callable[[dict[str, Any]], dict[str, Any]]) -> Send:
+    """A send that passes a JSON answer (the OpenAPI document: a few kB, buffered) through `transform`."""
     start: Message | None = None
     chunks: list[bytes] = []
 
@@ -258,7 +260,7 @@ def _documenting(send: Send) -> Send:
             return
         body = b"".join(chunks)
         if start["status"] == 200:
-            body = json.dumps(document_security(json.loads(body))).encode()
+            body = json.dumps(transform(json.loads(body))).encode()
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

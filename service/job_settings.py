@@ -46,6 +46,9 @@ class JobSettings(BaseSettings):
             "or `service.worker:load_packaged` (the packaged model; what the image uses)."
         ),
     )
+    summary_interval_s: float = Field(
+        default=60.0, gt=0.0, description="How often a worker logs its one-line summary (INFO)."
+    )
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="Worker metrics on METRICS_HOST:PORT when not multiprocess."
     )

@@ -23,6 +23,7 @@ from service import batching
 from service.access import LimitBody, RequireKey
 from service.content_type import RequireJson
 from service.contract import ContractError, ModelContract, read_contract
+from service.docs_page import DocsPage
 from service.job_settings import JobSettings
 from service.jobs import JobBackend, open_jobs
 from service.jobs_api import BarePath, served_jobs_app
@@ -137,6 +138,7 @@ _outer = cast(bentoml.Service[Any], PredictionService)
 _outer.add_asgi_middleware(JsonErrors)
 _outer.add_asgi_middleware(BarePath, prefix="/jobs")
 _outer.add_asgi_middleware(RequireJson, paths=("/predict", "/jobs"))
+_outer.add_asgi_middleware(DocsPage, served=lambda: lineage_of(champion.stored))  # `/`, `/docs`, `/docs.json`
 if settings.api_keys:
     _outer.add_asgi_middleware(RequireKey, keys=settings.api_keys)
 _outer.add_asgi_middleware(LimitBody, max_bytes=settings.max_body_bytes)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pika
 from pika.exceptions import AMQPError
@@ -36,6 +37,39 @@ class StackSettings(BaseSettings):
     nx_port: int = Field(
         default=27017, ge=1, le=65535, description="nx-27017's port when MONGO_URL is unset."
     )
+
+
+def addresses(
+    pipeline: PipelineSettings, jobs: JobSettings, served: ServiceSettings, management: str | None, nx: bool
+) -> list[tuple[str, str]]:
+    """What a person opens or connects to, by name: the stack prints these once it is up."""
+    api = f"http://{served.host}:{served.port}"
+    if pipeline.is_embedded_store:
+        ui = f"http://{pipeline.ui_host}:{pipeline.ui_port} (store {pipeline.tracking_uri})"
+    else:
+        ui = f"{pipeline.tracking_uri} (the tracking server's own UI)"
+    broker = urlparse(jobs.amqp_url)
+    found = [
+        ("API", api),
+        ("OpenAPI page", f"{api}/docs"),
+        ("MLflow UI", ui),
+        ("RabbitMQ", f"amqp://{broker.hostname}:{broker.port or 5672}{broker.path or '/'}"),
+    ]
+    if management:
+        found.append(("RabbitMQ management", management))
+    store = urlparse(jobs.mongo_url)
+    server = "nx-27017" if nx else "MONGO_URL"
+    found.append(("MongoDB protocol", f"mongodb://{store.hostname}:{store.port or 27017} ({server})"))
+    return found
+
+
+def management_url(settings: JobSettings) -> str | None:
+    """RabbitMQ's management UI, when its plugin answers on the broker's host (port 15672)."""
+    url = f"http://{urlparse(settings.amqp_url).hostname}:15672"
+    try:
+        return url if http_ok(f"{url}/")() else None
+    except OSError:
+        return None
 
 
 def broker_answers(settings: JobSettings) -> bool:
@@ -121,14 +155,20 @@ def main() -> int:
             ]  # fmt: skip
             folder.mkdir(parents=True, exist_ok=True)
             stack.start("nx-27017", command, {})
-        stack.start("mlflow-ui", [python, "-m", "pipeline", "ui"], {})
+        if pipeline.is_embedded_store:  # a tracking server serves its own UI
+            stack.start("mlflow-ui", [python, "-m", "pipeline", "ui"], {})
         serve = ["bentoml", "serve", "service.service:PredictionService", "--host", served.host]
         stack.start("service", [python, "-m", *serve, "--port", str(served.port)], env)
         wait_for(http_ok(f"http://{served.host}:{served.port}/livez"), "the service", 180)
         # The worker writes its metrics where BentoML's /metrics reads them, once BentoML has emptied that folder.
         metrics_dir = {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_metrics_dir())}
         stack.start("worker", [python, "-m", "service.worker"], env | metrics_dir)
-        print("stack: up; Ctrl-C stops it")
+        print("stack: up; Ctrl-C stops it, as does any one of its processes exiting")
+        nx = "MONGO_URL" in env
+        store = jobs.model_copy(update={"mongo_url": env["MONGO_URL"]}) if nx else jobs
+        for name, address in addresses(pipeline, store, served, management_url(jobs), nx):
+            print(f"stack:   {name + ':':<20} {address}")
+        sys.stdout.flush()
         stack.watch()
     except KeyboardInterrupt:
         pass

@@ -283,14 +283,22 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.quiet import quiet
 
     quiet()
-    logging.basicConfig(level=logging.DEBUG if os.environ.get("NBSHIP_VERBOSE") == "1" else logging.WARNING)
-    if os.environ.get("NBSHIP_VERBOSE") != "1":
+    verbose = os.environ.get("NBSHIP_VERBOSE") == "1"
+    # Other libraries at WARNING; the worker's own start-up line and summaries at INFO.
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
         quiet_broker_client()
     settings = JobSettings()
     from service.job_store import connect_store
+    from service.worker_log import SummarizingMetrics, startup_line
 
     predictor = load_factory(args.predictor or settings.worker_predictor)()
-    worker = Worker(settings, connect_store(settings), predictor, JobMetrics())
+    metrics = SummarizingMetrics(settings.summary_interval_s, log)
+    worker = Worker(settings, connect_store(settings), predictor, metrics)
+    log.info(startup_line(predictor.name, predictor.version, settings))
     if settings.metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         from prometheus_client import start_http_server
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support.job_servers import delete_queues, fresh_job_settings, settings_env
-from support.processes import alive, descendants, free_port, stop, wait_until
+from support.processes import alive, descendants, free_port, http_ok, stop, wait_until
 
 from tests.conftest import PROJECT_ROOT, ChampionStore
 from tests.e2e.conftest import wait_ready
@@ -25,7 +25,8 @@ def test_the_stack_runs_a_job_and_ctrl_c_stops_every_process_it_started(
     port = free_port()
     settings = fresh_job_settings("unused", amqp_url)
     jobs = {key: value for key, value in settings_env(settings).items() if key != "MONGO_URL"}
-    env = champion_store.env(**jobs, PORT=str(port), UI_PORT=str(free_port()), NX_PORT=str(free_port()))
+    ui_port, nx_port = free_port(), free_port()
+    env = champion_store.env(**jobs, PORT=str(port), UI_PORT=str(ui_port), NX_PORT=str(nx_port))
     env.pop("MONGO_URL", None)  # the stack starts its own nx-27017
     with open(tmp_path / "stack.log", "wb") as log:
         stack = subprocess.Popen(
@@ -45,6 +46,17 @@ def test_the_stack_runs_a_job_and_ctrl_c_stops_every_process_it_started(
             assert job.status_code == 202, job.text
             # The worker starts once the service is up, then loads TensorFlow: allow for both.
             wait_until(lambda: client.get(job.json()["url"]).json()["status"] == "succeeded", 180, "the job")
+        # It says where everything is, credentials left out.
+        printed = (tmp_path / "stack.log").read_text()
+        ui = f"http://127.0.0.1:{ui_port}"
+        for name, address in [("API", url), ("OpenAPI page", f"{url}/docs"), ("MLflow UI", ui)]:
+            assert any(
+                line.startswith(f"stack:   {name}:") and address in line for line in printed.splitlines()
+            )
+        assert f"mongodb://127.0.0.1:{nx_port} (nx-27017)" in printed
+        assert "stack:   RabbitMQ:" in printed and "guest" not in printed
+        for address in (f"{url}/docs", ui):
+            wait_until(http_ok(address), 120, address, stack)
         started = descendants(stack.pid)
         names = {Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in started}
         for part in (b"nx-27017", b"mlflow server", b"bentoml serve", b"service.worker"):

@@ -199,3 +199,28 @@ def test_a_broker_restart_loses_no_job(job_settings, store, submitter, fake_mode
     assert json.dumps(store.counts()) == json.dumps(
         {"queued": 0, "running": 0, "succeeded": 140, "failed": 0}
     )
+
+
+def test_a_worker_process_logs_its_model_at_start_and_a_summary_per_interval(
+    job_settings, store, submitter, kit, tmp_path
+) -> None:
+    settings = job_settings.model_copy(update={"summary_interval_s": 1.0, "sweep_interval_s": 0.5})
+    ids = [submitter.submit(kit.rows(1, first_pixel=100 + i)).id for i in range(5)]
+    log = tmp_path / "worker.log"
+    worker = worker_process(settings, kit, log)
+    try:
+        kit.wait_final(store, ids, timeout_s=60)
+        wait_until(
+            lambda: "(in all: done 5, failed 0)" in log.read_text(), 30, "a summary after the jobs", worker
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, log.read_text()[-2000:]
+    lines = log.read_text().splitlines()
+    started = (
+        f"INFO worker up: fake-digits version 7, queue {settings.job_queue}, prefetch {settings.prefetch}, "
+        f"micro-batches of up to {settings.batch_size} rows or {settings.batch_wait_ms} ms"
+    )
+    assert sum(line.endswith(started) for line in lines) == 1
+    summary = next(line for line in lines if "(in all: done 5, failed 0)" in line)
+    assert "queue depth main 0, retry 0, dead 0; store 0 queued, 0 running" in summary

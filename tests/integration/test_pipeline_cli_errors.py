@@ -31,6 +31,8 @@ def env(tmp_path) -> dict[str, str]:
         (["-p", "epoch", "3"], "unknown parameter 'epoch'"),
         (["-p", "epochs", "many"], "parameter 'epochs' expects int"),
         (["-p", "learning_rate", "fast"], "parameter 'learning_rate' expects float"),
+        (["-p", "learning_rate", "-1"], "parameter 'learning_rate' must be in (0, 1], got -1.0"),
+        (["-p", "epochs", "0"], "parameter 'epochs' must be in [1, 1000], got 0"),
     ],
 )
 def test_bad_parameters_fail_before_any_kernel_or_store(env, tmp_path, args, expected):

@@ -136,15 +136,24 @@ def test_promote_and_rollback_move_the_alias_with_an_audit_trail(first, client):
 
 def test_the_command_line_promotes_and_rolls_back(first, client, settings):
     env = {**settings.kernel_env(), "MODEL_NAME": MODEL, "PATH": "/usr/bin:/bin"}
-    promote = subprocess.run(
+    refused = subprocess.run(
         [sys.executable, "-m", "pipeline", "promote", "2"],
         capture_output=True,
         text=True,
         env=env,
         check=False,
     )
+    assert refused.returncode == 2  # version 2 is the worse run: both scores shown, --force named
+    assert "is worse than @champion version 1" in refused.stderr and "--force" in refused.stderr
+    promote = subprocess.run(
+        [sys.executable, "-m", "pipeline", "promote", "2", "--force"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert promote.returncode == 0, promote.stderr
-    assert "version 1 -> 2" in promote.stdout
+    assert "-> version 2 test_accuracy=" in promote.stdout and "(forced)" in promote.stdout
     back = subprocess.run(
         [sys.executable, "-m", "pipeline", "rollback"], capture_output=True, text=True, env=env, check=False
     )
@@ -234,3 +243,26 @@ def test_mlproject_entry_point_nests_the_pipeline_run(first, client, settings):
     parent = client.get_run(child.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["mlflow.project.entryPoint"] == "train"
     assert parent.info.status == "FINISHED"
+
+
+def test_mlproject_without_a_tracking_uri_trains_into_the_projects_store(first, client, settings, tmp_path):
+    """The README's `mlflow run . -e train` with nothing set: MLflow's default (a new mlflow.db in the checkout)
+    used to get the run, its own version 1 and @champion; the project's store gets them now."""
+    import shutil
+
+    checkout = tmp_path / "checkout"  # a copy: `mlflow run` itself still writes its record to ./mlflow.db
+    skip = (".venv", ".nox", ".tools", ".git", ".nbship", "__pycache__", "*.db", "mlruns", ".*_cache")
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(*skip))
+    bin_dir = str(Path(sys.executable).parent)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env |= {**settings.kernel_env(), "MODEL_NAME": MODEL, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    before = len(client.search_model_versions(f"name='{MODEL}'"))
+    command = ["mlflow", "run", ".", "-e", "train", "-P", "epochs=1", "--env-manager", "local"]
+    done = subprocess.run(
+        command, cwd=checkout, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"training into this project's store {settings.tracking_uri}" in done.stderr
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == before + 1
+    own = MlflowClient(f"sqlite:///{checkout / 'mlflow.db'}")  # `mlflow run`'s record of the command only
+    assert own.search_registered_models() == []

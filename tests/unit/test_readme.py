@@ -61,3 +61,30 @@ def test_readme_predict_example_is_a_real_digit():
     assert body, "the README shows a /predict request"
     rows = json.loads(body.group(1))["instances"]
     assert rows == [load_digits().data[0].tolist()]
+
+
+def settings_table_names() -> set[str]:
+    rows = re.findall(r"^\| `(.*?) \|", README, re.MULTILINE)
+    return {name for row in rows for name in re.findall(r"([A-Z][A-Z_]+)`", f"`{row}")}
+
+
+def test_the_stack_and_worker_log_settings_are_in_the_settings_table():
+    from service.stack import StackSettings
+
+    assert {name.upper() for name in StackSettings.model_fields} | {
+        "SUMMARY_INTERVAL_S"
+    } <= settings_table_names()
+
+
+def test_the_store_command_prints_the_default_tracking_uri_to_copy(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    printed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "store"],
+        env={**env, "DATA_DIR": str(tmp_path)}, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert printed == f"sqlite:///{tmp_path.resolve()}/mlflow.db\n"
+    assert "`python -m pipeline store` prints it" in README

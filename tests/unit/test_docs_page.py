@@ -1,0 +1,66 @@
+"""The OpenAPI document described as the project's, and the page that loads nothing from elsewhere."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+from service.docs_page import CONTENT_SECURITY_POLICY, TAGS, _page, describe
+
+SERVED = SimpleNamespace(name="digits-classifier", version="7")
+
+
+def bentoml_like_document() -> dict:
+    infra = {"tags": ["Infrastructure"], "responses": {"200": {}}, "description": "Health check endpoint."}
+    return {
+        "info": {"title": "nbship", "version": "None", "contact": {"name": "BentoML Team"}},
+        "tags": [{"name": "Service APIs"}, {"name": "Infrastructure"}],
+        "paths": {
+            "/livez": {"get": infra},
+            "/predict": {
+                "post": {"tags": ["Service APIs"], "responses": {}, "description": "Class of rows."}
+            },
+            "/model": {"get": {"responses": {}, "summary": "Model Lineage"}},
+            "/jobs/": {"post": {"responses": {}, "summary": "Submit Job"}},
+            "/jobs/{job_id}": {"get": {"responses": {}}},
+            "/noop": {
+                "post": {"tags": ["Service APIs"], "responses": {}, "description": "Benchmarks only. More."}
+            },
+        },
+    }
+
+
+def test_info_names_the_project_and_the_served_model():
+    info = describe(bentoml_like_document(), SERVED)["info"]
+    assert info["title"] == "nbship prediction service"
+    assert info["version"] == "digits-classifier 7"
+    assert "**digits-classifier** version **7**" in info["description"]
+    assert "contact" not in info and "BentoML Team" not in str(info)
+
+
+def test_every_operation_has_our_tag_and_a_summary():
+    document = describe(bentoml_like_document(), SERVED)
+    assert [tag["name"] for tag in document["tags"]] == [tag["name"] for tag in TAGS]
+    operations = {
+        (path, method): op for path, item in document["paths"].items() for method, op in item.items()
+    }
+    assert {key: op["tags"] for key, op in operations.items()} == {
+        ("/livez", "get"): ["infrastructure"],
+        ("/predict", "post"): ["predict"],
+        ("/model", "get"): ["model"],
+        ("/jobs/", "post"): ["jobs"],
+        ("/jobs/{job_id}", "get"): ["jobs"],
+        ("/noop", "post"): ["predict"],
+    }
+    assert all(op["summary"] for op in operations.values())
+    assert (
+        operations[("/noop", "post")]["summary"] == "Benchmarks only"
+    )  # a route not in the table: its docstring
+
+
+def test_the_page_references_only_its_own_files():
+    page = _page(SERVED)
+    assert "<title>nbship prediction service: digits-classifier 7</title>" in page
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)
+    assert "<script>" not in page  # no inline script: the policy allows only the service's own files
+    assert "default-src 'none'" in CONTENT_SECURITY_POLICY and "script-src 'self';" in CONTENT_SECURITY_POLICY
