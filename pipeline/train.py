@@ -67,14 +67,15 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
             failed = _find_run(client, settings, invocation) or _failure_run(client, settings, invocation)
             _fail(client, failed.info.run_id, tags, executed)
             raise
-        # The HTML report (seconds of nbconvert) is made while the version is registered and gated.
-        report = pool.submit(html_report, executed)
         found = _find_run(client, settings, invocation)
         if found is None:
             raise PipelineError(
                 f"the notebook started no MLflow run (pipeline.notebook.start_run); see {executed}"
             )
         run_id = found.info.run_id
+        executed = _named_by_run(executed, settings.runs_dir / run_id)
+        # The HTML report (seconds of nbconvert) is made while the version is registered and gated.
+        report = pool.submit(html_report, executed)
         try:
             contract, rows, metric = _checked(client, settings, found, executed)
         except PipelineError:
@@ -117,6 +118,12 @@ def _checked(
             f"GATE_METRIC {metric} was not logged for this {loaded.contract.task} model (it logged: {logged})"
         )
     return loaded.contract, rows, metric
+
+
+def _named_by_run(executed: Path, folder: Path) -> Path:
+    """The executed notebook's folder takes the run's id once the run is known (it ran under the invocation's)."""
+    executed.parent.rename(folder)
+    return folder / executed.name
 
 
 def _new_embedded_store(settings: PipelineSettings) -> bool:

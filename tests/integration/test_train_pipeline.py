@@ -88,7 +88,7 @@ def test_first_run_is_tracked_registered_and_champion(first, client, settings):
     assert version.tags["gate.decision"] == "promoted"
     assert version.tags["nbship.data_sha256"] == tags["nbship.data_sha256"]
     assert first.executed_notebook.is_file()
-    assert str(first.executed_notebook).startswith(str(settings.runs_dir))
+    assert first.executed_notebook == settings.runs_dir / first.run_id / "train.ipynb"  # named by the run
 
 
 def test_model_has_signature_and_explicit_requirements(first, client):
