@@ -217,7 +217,7 @@ def test_champion_is_rescored_when_its_split_differs(first, client):
         f"http://127.0.0.1:{free_port()}"
     )  # the process points elsewhere: use the client's
     try:
-        rescored = gate.champion_score(client, champion, "test_accuracy", rows, sha)
+        rescored = gate.champion_score(client, champion, "test_accuracy", lambda: rows, sha)
     finally:
         mlflow.set_tracking_uri(previous_uri)
         client.set_tag(first.run_id, "nbship.data_sha256", sha)
