@@ -59,7 +59,7 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
         _make_latest(stored.tag)
         return Packaged(str(stored.tag), number, reused=True)
 
-    lineage = _lineage(client, version, version.run_id, alias)
+    lineage = lineage_of_version(client, version, alias)
     try:
         stored = bentoml.mlflow.import_model(
             tag,
@@ -78,9 +78,11 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
     return Packaged(str(stored.tag), number, reused=False)
 
 
-def _lineage(client: MlflowClient, version: ModelVersion, run_id: str, alias: str) -> ModelLineage:
+def lineage_of_version(client: MlflowClient, version: ModelVersion, alias: str) -> ModelLineage:
+    """Where a registered version comes from: its run, metrics, notebook and commit."""
     from service.schemas import ModelLineage
 
+    run_id = str(version.run_id)
     run = client.get_run(run_id)
     started = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC)
     tags = run.data.tags

@@ -24,8 +24,8 @@ def test_claim_is_exclusive_until_the_lease_expires(job_settings) -> None:
     second = store.claim([job.id])
     assert [c.attempts for c in second] == [2]
     # The first claim's late result is refused: one result per job, from the current claim holder.
-    assert store.succeed([Outcome(first[0], np.full((2, 10), 0.1))], {"name": "m", "version": "1"}) == 0
-    assert store.succeed([Outcome(second[0], np.full((2, 10), 0.1))], {"name": "m", "version": "1"}) == 1
+    assert store.succeed([Outcome(first[0], {"predictions": [0, 0]})], {"name": "m", "version": "1"}) == 0
+    assert store.succeed([Outcome(second[0], {"predictions": [0, 0]})], {"name": "m", "version": "1"}) == 1
     assert store.claim([job.id]) == []  # finished
     store.close()
 

@@ -205,7 +205,7 @@ def test_a_worker_process_logs_its_model_at_start_and_a_summary_per_interval(
     job_settings, store, submitter, kit, tmp_path
 ) -> None:
     settings = job_settings.model_copy(update={"summary_interval_s": 1.0, "sweep_interval_s": 0.5})
-    ids = [submitter.submit(kit.rows(1, first_pixel=100 + i)).id for i in range(5)]
+    ids = [submitter.submit(kit.array(1, first_pixel=100 + i)).id for i in range(5)]
     log = tmp_path / "worker.log"
     worker = worker_process(settings, kit, log)
     try:

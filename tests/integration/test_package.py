@@ -50,7 +50,7 @@ def test_package_stores_lineage_and_reuses_the_stored_version(
     assert 0.0 < float(labels["test_accuracy"]) <= 1.0
     lineage = info["metadata"]["lineage"]
     assert lineage["alias"] == "champion"
-    assert set(lineage["metrics"]) == {"test_accuracy", "test_macro_f1"}
+    assert set(lineage["metrics"]) == {"test_accuracy", "test_macro_f1", "test_log_loss"}
     assert (home / "models" / "digits-classifier" / tag / "mlflow_model" / "MLmodel").exists()
 
 
@@ -88,12 +88,13 @@ def _register_again(store: ChampionStore) -> None:
 
     from mlflow import MlflowClient
 
+    from pipeline import registry
     from pipeline.settings import PipelineSettings
 
     settings = PipelineSettings(data_dir=store.data_dir, mlflow_tracking_uri=None)
     client = MlflowClient(settings.tracking_uri)
     first = client.get_model_version(settings.model_name, "1")
-    created = client.create_model_version(settings.model_name, first.source, run_id=first.run_id)
+    created = registry.register(client, settings.model_name, str(first.source), str(first.run_id), {})
     assert str(created.version) == "2"
     assert (
         "MLFLOW_TRACKING_URI" not in os.environ or os.environ["MLFLOW_TRACKING_URI"] != settings.tracking_uri
