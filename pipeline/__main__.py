@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         engine = "docker" if image.backend == "docker" else "podman"
         job_layer = "-e AMQP_URL=... -e MONGO_URL=..."
         print(f"API:    {engine} run --rm -p 3000:3000 {job_layer} {image.tags[0]}")
-        print(f"worker: {engine} run --rm {job_layer} {image.tags[0]} python -m service.worker")
+        print(f"worker: {engine} run --rm {job_layer} {image.tags[0]} python -m service.jobs.worker")
         return 0
     if args.command == "requirements":
         from pipeline.container import REQUIREMENTS, image_requirements

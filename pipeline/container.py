@@ -11,7 +11,7 @@
 - Tags: `<IMAGE_NAME>:<bento version>` and `<IMAGE_NAME>:latest`.
 
 The image serves the API by default (`bentoml serve`, PORT 3000, HOST 0.0.0.0) and runs a job worker with the
-command `python -m service.worker` (the worker predicts with the model packaged in the image).
+command `python -m service.jobs.worker` (the worker predicts with the model packaged in the image).
 """
 
 from __future__ import annotations

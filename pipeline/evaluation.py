@@ -17,12 +17,12 @@ import numpy as np
 from pipeline import metrics
 from pipeline.errors import PipelineError
 from pipeline.lineage import EVALUATION_ARTIFACT
-from service.contract import ContractError, ModelContract, read_contract
+from service.models.contract import ContractError, ModelContract, read_contract
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from service.model_loader import LoadedModel
+    from service.models.loader import LoadedModel
 
 OUTPUT_RTOL, OUTPUT_ATOL = 1e-3, 1e-4  # float32 graph against Keras' own predict_on_batch
 
@@ -79,7 +79,7 @@ def contract_at(client: MlflowClient, source: str) -> ModelContract:
 
 
 def load(model_dir: Path, name: str, version: str) -> LoadedModel:
-    from service.model_loader import load_model_dir
+    from service.models.loader import load_model_dir
 
     try:
         return load_model_dir(model_dir, name, version)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from service.contract import ModelContract
+    from service.models.contract import ModelContract
 
 
 @dataclass(frozen=True)

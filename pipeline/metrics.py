@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.contract import ModelContract
+from service.models.contract import ModelContract
 
 # Every metric a run can log, and whether higher is better: the gate's direction comes from here.
 HIGHER_IS_BETTER = {

@@ -32,7 +32,7 @@ import numpy as np
 from pipeline import metrics, plots
 from pipeline.lineage import DATA_SHA_TAG, EVALUATION_ARTIFACT, INVOCATION_TAG, MODEL_URI_TAG, TASK_TAG
 from pipeline.quiet import quiet, quiet_keras
-from service.contract import ContractError, ModelContract, Task, Tensor, show_shape
+from service.models.contract import ContractError, ModelContract, Task, Tensor, show_shape
 
 MODEL_ARTIFACT = "model"
 

@@ -37,8 +37,8 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
     import bentoml
     from bentoml.exceptions import BentoMLException, NotFound
 
-    from service.contract import ContractError, read_contract
-    from service.model_loader import MLFLOW_MODEL_FOLDER
+    from service.models.contract import ContractError, read_contract
+    from service.models.loader import MLFLOW_MODEL_FOLDER
     from service.schemas import LINEAGE_KEY
     from service.settings import bento_model_name
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from pipeline import evaluation, gate, metrics, registry
 from pipeline.errors import AliasError, PipelineError
 from pipeline.lineage import DATA_SHA_TAG, TASK_TAG
-from service.contract import ContractError
+from service.models.contract import ContractError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

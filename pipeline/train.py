@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-    from service.contract import ModelContract
+    from service.models.contract import ModelContract
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from service.contract import ModelContract, show_shape
+from service.models.contract import ModelContract, show_shape
 
 FORMATS = ("instances", "inputs", "dataframe_split", "dataframe_records")
 MAX_REPORTED_ERRORS = 5

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
-from service.contract import ModelContract
+from service.models.contract import ModelContract
 from service.requests import FORMATS, RequestError, RowRules
 
 LINEAGE_KEY = "lineage"  # the BentoML model's metadata entry holding its ModelLineage (written by packaging)

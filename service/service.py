@@ -1,5 +1,5 @@
 """The prediction service: `POST /predict` with adaptive batching, `GET /model`, the job API (`POST /jobs`,
-`GET /jobs/{id}`, see service/jobs_api.py) and BentoML's own routes (`/livez`, `/readyz`, `/metrics`, the
+`GET /jobs/{id}`, see service/jobs/api.py) and BentoML's own routes (`/livez`, `/readyz`, `/metrics`, the
 OpenAPI page at `/` and `/docs.json`). With `API_KEYS` set, all but health, readiness, metrics and the OpenAPI
 document need a bearer key; bodies over `MAX_BODY_BYTES` are refused (service/access.py).
 
@@ -22,15 +22,15 @@ from pydantic import BaseModel
 from service import batching
 from service.access import LimitBody, RequireKey
 from service.content_type import RequireJson
-from service.contract import ContractError, ModelContract, read_contract
 from service.docs_page import DocsPage
-from service.job_settings import JobSettings
-from service.jobs import JobBackend, open_jobs
-from service.jobs_api import BarePath, served_jobs_app
+from service.jobs.api import BarePath, served_jobs_app
+from service.jobs.settings import JobSettings
+from service.jobs.submit import JobBackend, open_jobs
 from service.json_errors import JsonErrors
 from service.logs import drop_client_errors, quiet_broker_client
-from service.model_loader import LoadedModel
-from service.packaged_model import lineage_of, load_stored, model_dir
+from service.models.contract import ContractError, ModelContract, read_contract
+from service.models.loader import LoadedModel
+from service.models.packaged import lineage_of, load_stored, model_dir
 from service.requests import RowRules
 from service.schemas import ModelLineage, NoopResponse, ServedModel, answer_model, request_model
 from service.serving_tweaks import accept_one_at_a_time, bind_api_methods

@@ -24,9 +24,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.settings import PROJECT_ROOT, PipelineSettings
-from service.job_metrics import bentoml_metrics_dir
-from service.job_queue import connection_parameters
-from service.job_settings import JobSettings
+from service.jobs.metrics import bentoml_metrics_dir
+from service.jobs.queue import connection_parameters
+from service.jobs.settings import JobSettings
 from service.polling import http_ok, wait_until
 from service.settings import ServiceSettings
 
@@ -162,7 +162,7 @@ def main() -> int:
         wait_for(http_ok(f"http://{served.host}:{served.port}/livez"), "the service", 180)
         # The worker writes its metrics where BentoML's /metrics reads them, once BentoML has emptied that folder.
         metrics_dir = {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_metrics_dir())}
-        stack.start("worker", [python, "-m", "service.worker"], env | metrics_dir)
+        stack.start("worker", [python, "-m", "service.jobs.worker"], env | metrics_dir)
         print("stack: up; Ctrl-C stops it, as does any one of its processes exiting")
         nx = "MONGO_URL" in env
         store = jobs.model_copy(update={"mongo_url": env["MONGO_URL"]}) if nx else jobs

@@ -138,7 +138,7 @@ def packaged_champion(champion_store: ChampionStore) -> str:
 from support.job_servers import delete_queues, ensure_broker, fresh_job_settings, nx_server  # noqa: E402
 from support.processes import free_port  # noqa: E402
 
-from service.job_settings import JobSettings  # noqa: E402
+from service.jobs.settings import JobSettings  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from common import DOCS, header
 from support.chaos import ChaosConfig, PhaseResult, run_phase
 from support.job_servers import ensure_broker
 
-from service.job_settings import JobSettings
+from service.jobs.settings import JobSettings
 
 
 def main(argv: list[str]) -> int:
@@ -74,7 +74,7 @@ def render(config: ChaosConfig, results: list[tuple[str, PhaseResult]]) -> str:
         f"concurrency {config.concurrency}, each with its own Idempotency-Key; a client retries a 503 or a "
         "transport error with the same key (backoff 0.1 s doubling to 2 s); a job counts as accepted at its 202. "
         f"Stack per phase on 127.0.0.1: nx-27017 (fresh data dir), the service (1 server worker), "
-        f"{config.workers} job workers (`python -m service.worker`, the @champion Keras model), the local "
+        f"{config.workers} job workers (`python -m service.jobs.worker`, the @champion Keras model), the local "
         f"RabbitMQ (queues of the phase's own). Job settings: the defaults (prefetch {job.prefetch}, "
         f"B={job.batch_size} rows, T={job.batch_wait_ms} ms, {job.max_attempts} attempts, publish grace "
         f"{job.publish_grace_s:.0f} s) but the lease, {config.lease_s:.0f} s instead of 60 s, and the sweep "

@@ -26,12 +26,12 @@ import pika
 from common import DOCS, ROOT, header
 from prometheus_client import CollectorRegistry
 
-from service.job_metrics import JobMetrics
-from service.job_queue import JobMessage, ThreadPublishers, connection_parameters, declare_queues
-from service.job_settings import JobSettings
-from service.job_store import JobStore, connect_store, result_document
-from service.jobs import JobSubmitter
-from service.worker import Predictor, Worker
+from service.jobs.metrics import JobMetrics
+from service.jobs.queue import JobMessage, ThreadPublishers, connection_parameters, declare_queues
+from service.jobs.settings import JobSettings
+from service.jobs.store import JobStore, connect_store, result_document
+from service.jobs.submit import JobSubmitter
+from service.jobs.worker import Predictor, Worker
 
 sys.path.insert(0, str(ROOT / "tests"))
 from support.job_servers import mongo_up
@@ -49,7 +49,7 @@ class KerasModel:
         from support.models import DIGITS_LIKE
 
         from pipeline.quiet import quiet_keras
-        from service.model_loader import configure_threads
+        from service.models.loader import configure_threads
 
         configure_threads(1, 1)
         self.contract = DIGITS_LIKE
@@ -182,7 +182,7 @@ def measure(mongo_url: str, args: argparse.Namespace) -> str:
     speedup = results[0][3]["jobs_per_s"] / results[1][3]["jobs_per_s"]
     lines = [
         header("Jobs benchmark"),
-        f"{args.jobs} single-row jobs submitted at concurrency {args.concurrency} through `service.jobs` (journaled "
+        f"{args.jobs} single-row jobs submitted at concurrency {args.concurrency} through `service.jobs.submit` (journaled "
         "insert, then a confirmed publish), drained by each worker in turn; then one job of 10,000 rows. Same "
         "process, same RabbitMQ (local) and MongoDB-protocol server (nx-27017 unless MONGO_URL), same Keras "
         "MLP (64-128-10, `predict_on_batch`, one TensorFlow thread). Micro-batch: prefetch 512, B=256 rows, "

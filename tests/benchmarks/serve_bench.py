@@ -131,7 +131,7 @@ def heavy(base: dict[str, str], store: Path) -> Subject:
 
     from pipeline import notebook, registry, tracking
     from pipeline.settings import PipelineSettings
-    from service.model_loader import configure_threads
+    from service.models.loader import configure_threads
 
     configure_threads(1, 1)
     settings = PipelineSettings(data_dir=store, model_name=HEAVY_NAME, experiment_name="heavy")
@@ -191,7 +191,7 @@ def packaged(name: str, env: dict[str, str], settings: object) -> Subject:
 TIME_SINGLE_ROW = """
 import sys, time, numpy as np
 from pathlib import Path
-from service.model_loader import load_model_dir
+from service.models.loader import load_model_dir
 model = load_model_dir(Path(sys.argv[1]), "m", "1")
 row = np.zeros((1, *model.contract.input.shape), model.contract.input.dtype)
 started = time.perf_counter()

@@ -59,7 +59,7 @@ def running(image: str, mongo_url: str, amqp_url: str) -> Iterator[Running]:
     worker_env = {**env, "METRICS_HOST": "127.0.0.1", "METRICS_PORT": str(metrics_port)}
     with (
         running_container(image, {**env, "HOST": "127.0.0.1", "PORT": str(port)}) as api,
-        running_container(image, worker_env, ("python", "-m", "service.worker")) as worker,
+        running_container(image, worker_env, ("python", "-m", "service.jobs.worker")) as worker,
     ):
         url = f"http://127.0.0.1:{port}"
         try:

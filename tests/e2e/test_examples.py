@@ -1,5 +1,5 @@
 """The example notebooks end to end: each trained by `python -m pipeline train` (2 epochs), packaged, served by
-`bentoml serve` and answered through a real `python -m service.worker`, with the rows and answers of its own run.
+`bentoml serve` and answered through a real `python -m service.jobs.worker`, with the rows and answers of its own run.
 
 notebooks/examples/diabetes_regressor.ipynb  regression, 10 named features: [-1, 10] -> [-1, 1]
 notebooks/examples/digits_conv2d.ipynb       classification of 8x8x1 images: [-1, 8, 8, 1] -> [-1, 10]
@@ -214,9 +214,9 @@ def test_a_job_answers_what_predict_answers(client: httpx.Client, trained: Train
     submitted = client.post("/jobs", json={"instances": rows})
     assert submitted.status_code == 202, submitted.text
     job = submitted.json()
-    worker_env = trained.env | {"WORKER_PREDICTOR": "service.worker:load_packaged"}
+    worker_env = trained.env | {"WORKER_PREDICTOR": "service.jobs.worker:load_packaged"}
     log = Path(trained.env["DATA_DIR"]).parent / "worker.log"
-    worker = [sys.executable, "-m", "service.worker"]
+    worker = [sys.executable, "-m", "service.jobs.worker"]
     with running(worker, lambda: True, "worker", log, env=worker_env, cwd=PROJECT_ROOT):
         view = finished(client, job["url"], timeout_s=120)
     assert view["status"] == "succeeded", (view, log.read_text(errors="replace")[-3000:])

@@ -1,4 +1,4 @@
-"""The job API served by BentoML beside /predict, a real `python -m service.worker` process, real servers.
+"""The job API served by BentoML beside /predict, a real `python -m service.jobs.worker` process, real servers.
 
 The service starts while its job store is down: it must serve /predict and answer /jobs with 503. The store
 (nx-27017) and the worker start after it; the worker writes its metrics where the service's /metrics reads them.
@@ -19,7 +19,7 @@ import pytest
 from support.job_servers import delete_queues, fresh_job_settings, nx_server, settings_env
 from support.processes import free_port, running
 
-from service.job_metrics import bentoml_metrics_dir
+from service.jobs.metrics import bentoml_metrics_dir
 from tests.conftest import PROJECT_ROOT, ChampionStore
 from tests.e2e.conftest import BAD_BODIES, BAD_CONTENT_TYPES, wait_ready
 
@@ -53,7 +53,7 @@ def served(
         max_rows_per_job=MAX_ROWS_PER_JOB,
     )
     url = f"http://127.0.0.1:{port}"
-    worker = [sys.executable, "-m", "service.worker"]
+    worker = [sys.executable, "-m", "service.jobs.worker"]
     with pytest.MonkeyPatch.context() as patch:
         for key, value in settings_env(settings).items():  # read by the workers BentoML starts
             patch.setenv(key, value)

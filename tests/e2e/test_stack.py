@@ -59,7 +59,7 @@ def test_the_stack_runs_a_job_and_ctrl_c_stops_every_process_it_started(
             wait_until(http_ok(address), 120, address, stack)
         started = descendants(stack.pid)
         names = {Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in started}
-        for part in (b"nx-27017", b"mlflow server", b"bentoml serve", b"service.worker"):
+        for part in (b"nx-27017", b"mlflow server", b"bentoml serve", b"service.jobs.worker"):
             assert any(part in name for name in names), (part, names)
 
         os.kill(stack.pid, signal.SIGINT)

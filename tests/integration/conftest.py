@@ -17,11 +17,11 @@ from support.job_servers import settings_env
 from support.models import DIGITS_LIKE
 from support.processes import wait_until
 
-from service.job_metrics import JobMetrics
-from service.job_settings import JobSettings
-from service.job_store import JobStore, connect_store
-from service.jobs import JobSubmitter, submitting
-from service.worker import Predictor, Worker
+from service.jobs.metrics import JobMetrics
+from service.jobs.settings import JobSettings
+from service.jobs.store import JobStore, connect_store
+from service.jobs.submit import JobSubmitter, submitting
+from service.jobs.worker import Predictor, Worker
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ class Kit:
 
     @staticmethod
     def worker_env(settings: JobSettings) -> dict[str, str]:
-        """The environment a `python -m service.worker` process needs to build the same settings."""
+        """The environment a `python -m service.jobs.worker` process needs to build the same settings."""
         return {**os.environ, **settings_env(settings)}
 
 

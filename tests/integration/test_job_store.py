@@ -11,7 +11,7 @@ import pytest
 from pymongo import MongoClient, ReturnDocument
 from pymongo.errors import PyMongoError
 
-from service.job_store import IdempotencyConflict, Job, Outcome, connect_store
+from service.jobs.store import IdempotencyConflict, Job, Outcome, connect_store
 
 
 def test_claim_is_exclusive_until_the_lease_expires(job_settings) -> None:

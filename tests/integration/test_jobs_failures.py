@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from support.models import job_request
 from support.processes import free_port, wait_until
 
-from service.job_queue import JobMessage, Publisher, ThreadPublishers, declare_queues
-from service.job_store import connect_store
-from service.jobs import JobSubmitter
-from service.jobs_api import create_jobs_app
-from service.worker import LEASE_EXPIRED
+from service.jobs.api import create_jobs_app
+from service.jobs.queue import JobMessage, Publisher, ThreadPublishers, declare_queues
+from service.jobs.store import connect_store
+from service.jobs.submit import JobSubmitter
+from service.jobs.worker import LEASE_EXPIRED
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,7 @@ def worker_process(settings, kit, log: Path) -> subprocess.Popen:
     env = kit.worker_env(settings) | {"PYTHONPATH": os.pathsep.join([str(TESTS / "integration"), str(TESTS)])}
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "service.worker", "--predictor", "conftest:SlowFakeModel"],
+            [sys.executable, "-m", "service.jobs.worker", "--predictor", "conftest:SlowFakeModel"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

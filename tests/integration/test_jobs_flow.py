@@ -11,9 +11,9 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from support.models import job_request
 
-from service.job_store import JobStore
-from service.jobs import JobSubmitter
-from service.jobs_api import BarePath, create_jobs_app
+from service.jobs.api import BarePath, create_jobs_app
+from service.jobs.store import JobStore
+from service.jobs.submit import JobSubmitter
 
 MAX_ROWS_PER_JOB = 10_000  # JobSettings' default
 

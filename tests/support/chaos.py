@@ -4,7 +4,7 @@ One driver for `./noxw -s chaos` (tests/benchmarks/chaos_bench.py: 5,000 jobs an
 invocation, report in docs/benchmarks/chaos.md) and for the CI test (tests/e2e/test_chaos.py: a few hundred).
 
 A phase runs a stack of its own on 127.0.0.1: nx-27017 on a fresh data dir, the service (`bentoml serve`), N
-workers (`python -m service.worker`, each with its metrics on a port of its own) and queue names of its own on the
+workers (`python -m service.jobs.worker`, each with its metrics on a port of its own) and queue names of its own on the
 local RabbitMQ. Clients submit the jobs at concurrency C through `POST /jobs`, each with an Idempotency-Key, and
 retry a submission that got a 503 or a transport error with the same key; a job is accepted when it got its 202.
 With faults, a driver thread acts while the jobs are being submitted:
@@ -47,7 +47,7 @@ import pika
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from service.job_settings import JobSettings
+from service.jobs.settings import JobSettings
 from support.job_servers import NX, delete_queues, fresh_job_settings, mongo_up, settings_env
 from support.processes import alive, descendants, free_port, http_ok, stop, wait_until
 
@@ -264,7 +264,7 @@ class Stack:
 
     def _start_worker(self) -> tuple[subprocess.Popen[bytes], int]:
         port = free_port()
-        command = [sys.executable, "-m", "service.worker"]
+        command = [sys.executable, "-m", "service.jobs.worker"]
         if self.config.predictor:
             command += ["--predictor", self.config.predictor]
         return self._start("worker", command, self.env | {"METRICS_PORT": str(port)}), port

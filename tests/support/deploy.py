@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.settings import PipelineSettings
-from service.job_settings import JobSettings
+from service.jobs.settings import JobSettings
 from service.settings import ServiceSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import pika
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from service.job_settings import JobSettings
+from service.jobs.settings import JobSettings
 from support.processes import running, wait_until
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")

@@ -1,10 +1,10 @@
-"""Contracts of the test's own fake models (service.contract): what the job tests' fake digits model takes."""
+"""Contracts of the test's own fake models (service.models.contract): what the job tests' fake digits model takes."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from service.contract import ModelContract, Tensor
+from service.models.contract import ModelContract, Tensor
 from service.requests import RowRules
 from service.schemas import request_model
 

@@ -178,7 +178,7 @@ def test_worker_scales_and_runs_the_api_image() -> None:
     api, worker = services["api"], services["worker"]
     assert "ports" not in worker and "container_name" not in worker, "--scale worker=N needs neither"
     assert worker["image"] == api["image"]
-    assert worker["command"] == ["python", "-m", "service.worker"]
+    assert worker["command"] == ["python", "-m", "service.jobs.worker"]
     assert "command" not in api, "the API is the image's default command (bentoml serve)"
     assert environment(api)["HOST"] == "0.0.0.0"
 

@@ -1,4 +1,4 @@
-"""The model contract (service.contract): what can be served, how answers look per task, when two differ."""
+"""The model contract (service.models.contract): what can be served, how answers look per task, when two differ."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline import metrics
-from service.contract import ContractError, ModelContract, Tensor
+from service.models.contract import ContractError, ModelContract, Tensor
 
 F32 = np.dtype(np.float32)
 
@@ -99,7 +99,7 @@ def test_regression_and_classification_scores() -> None:
 def test_a_logged_model_answering_another_shape_than_its_signature_is_refused_naming_both() -> None:
     from pipeline.errors import PipelineError
     from pipeline.evaluation import HeldOut, check_served_answers
-    from service.model_loader import LoadedModel
+    from service.models.loader import LoadedModel
 
     x = np.zeros((5, 4), dtype=np.float32)
     wrong = LoadedModel("m", "1", "keras", classifier(), lambda rows: np.full((len(rows), 4), 0.25))

@@ -14,13 +14,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from support.models import DIGITS_LIKE
 
-from service.job_metrics import JobMetrics
-from service.job_queue import JobMessage, MalformedMessage
-from service.job_settings import JobSettings
-from service.job_store import ClaimedJob, Job, is_job_id, job_id_for
-from service.jobs import JobSubmitter
-from service.jobs_api import BarePath, job_view
-from service.worker import Delivery, Worker
+from service.jobs.api import BarePath, job_view
+from service.jobs.metrics import JobMetrics
+from service.jobs.queue import JobMessage, MalformedMessage
+from service.jobs.settings import JobSettings
+from service.jobs.store import ClaimedJob, Job, is_job_id, job_id_for
+from service.jobs.submit import JobSubmitter
+from service.jobs.worker import Delivery, Worker
 
 
 @pytest.mark.parametrize(

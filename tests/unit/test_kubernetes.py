@@ -20,7 +20,7 @@ import yaml
 from support.deploy import PROJECT_ROOT, SCHEMAS, unknown_variables
 from support.kustomize import parse_env_file, render
 
-from service.job_settings import JobSettings
+from service.jobs.settings import JobSettings
 
 K8S = PROJECT_ROOT / "deploy" / "k8s"
 BASE = K8S / "base"
@@ -218,7 +218,7 @@ def test_the_worker_runs_through_the_image_entrypoint_and_probes_its_metrics(obj
     (api,) = containers(by_kind(objects, "Deployment")["nbship-api"])
     assert worker["image"] == api["image"]
     assert "command" not in worker, "command replaces the entrypoint that activates the Bento's environment"
-    assert worker["args"] == ["python", "-m", "service.worker"]
+    assert worker["args"] == ["python", "-m", "service.jobs.worker"]
     assert "readinessProbe" not in worker, "no Service sends it traffic"
     env = {e["name"]: e.get("value") for e in worker["env"]}
     ports = {p["name"]: p["containerPort"] for p in worker["ports"]}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from service.batching import AnswerContainer
-from service.contract import ModelContract, Tensor
+from service.models.contract import ModelContract, Tensor
 from service.requests import RequestError, parse_body, parse_rows
 from service.schemas import ServedModel, answer_model, request_schema
 from service.settings import ServiceSettings, bento_model_name

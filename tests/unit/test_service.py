@@ -101,7 +101,7 @@ def test_the_worker_loader_answers_like_the_service(
     """What a job worker calls: the registry's @champion, without BentoML."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # connecting sets it; undone after the test
     from pipeline.settings import PipelineSettings
-    from service.model_loader import load_registered
+    from service.models.loader import load_registered
 
     model = load_registered(PipelineSettings(data_dir=champion_store.data_dir, mlflow_tracking_uri=None))
     assert (model.name, model.version, model.flavor) == ("digits-classifier", champion_store.version, "keras")

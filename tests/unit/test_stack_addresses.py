@@ -1,7 +1,7 @@
 """What `./noxw -s stack` prints once it is up: every address, no credentials."""
 
 from pipeline.settings import PipelineSettings
-from service.job_settings import JobSettings
+from service.jobs.settings import JobSettings
 from service.settings import ServiceSettings
 from service.stack import addresses
 

@@ -17,9 +17,9 @@ from typing import Protocol
 
 import numpy as np
 
-from service.job_queue import BrokerUnavailable, JobMessage, ThreadPublishers
-from service.job_settings import JobSettings
-from service.job_store import Job, JobStore, StoreUnavailable, connect_store
+from service.jobs.queue import BrokerUnavailable, JobMessage, ThreadPublishers
+from service.jobs.settings import JobSettings
+from service.jobs.store import Job, JobStore, StoreUnavailable, connect_store
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Independent of BentoML: the HTTP service loads the model BentoML stored (`load_model_dir`), a job worker can
 load the registry's alias holder directly (`load_registered`); both get the model's contract
-(service.contract), `predict(rows [n, *input shape]) -> outputs [n, *output shape]` and the name and version
+(service.models.contract), `predict(rows [n, *input shape]) -> outputs [n, *output shape]` and the name and version
 that answer.
 
 Keras `model.predict()` (which MLflow pyfunc calls) costs about 90 ms a call whatever the batch; a
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.quiet import quiet
-from service.contract import ModelContract, read_contract
+from service.models.contract import ModelContract, read_contract
 
 if TYPE_CHECKING:
     from pipeline.settings import PipelineSettings

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from service.model_loader import MLFLOW_MODEL_FOLDER, LoadedModel, load_model_dir
+from service.models.loader import MLFLOW_MODEL_FOLDER, LoadedModel, load_model_dir
 from service.schemas import LINEAGE_KEY, ModelLineage
 
 

@@ -1,4 +1,4 @@
-"""The job worker: `python -m service.worker`.
+"""The job worker: `python -m service.jobs.worker`.
 
 Consume with prefetch N -> gather a micro-batch (up to B rows or T ms) -> claim the jobs atomically ->
 predict once for the whole batch -> write every result in one bulk write -> ack. Acks come only after the
@@ -26,9 +26,8 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError
 
-from service.contract import ContractError, ModelContract, show_shape
-from service.job_metrics import JobMetrics
-from service.job_queue import (
+from service.jobs.metrics import JobMetrics
+from service.jobs.queue import (
     BrokerUnavailable,
     JobMessage,
     MalformedMessage,
@@ -38,9 +37,10 @@ from service.job_queue import (
     declare_queues,
     queue_depths,
 )
-from service.job_settings import JobSettings
-from service.job_store import ClaimedJob, JobStore, Outcome, StoreUnavailable
+from service.jobs.settings import JobSettings
+from service.jobs.store import ClaimedJob, JobStore, Outcome, StoreUnavailable
 from service.logs import quiet_broker_client
+from service.models.contract import ContractError, ModelContract, show_shape
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Predictor(Protocol):
 def load_champion() -> Predictor:
     """The registered champion, loaded by the same code as the service (one TensorFlow thread each way)."""
     from pipeline.settings import PipelineSettings
-    from service.model_loader import load_registered
+    from service.models.loader import load_registered
 
     loaded: Predictor = load_registered(PipelineSettings())
     return loaded
@@ -78,7 +78,7 @@ def load_champion() -> Predictor:
 def load_packaged() -> Predictor:
     """The model packaged for the service (the BentoML store; inside an image, the Bento's own): in an image the
     worker answers with the same model as the API beside it."""
-    from service.packaged_model import load_packaged as load
+    from service.models.packaged import load_packaged as load
     from service.settings import ServiceSettings
 
     loaded: Predictor = load(ServiceSettings().bento_model_tag)
@@ -273,7 +273,7 @@ def load_factory(spec: str) -> Callable[[], Predictor]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.worker", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m service.jobs.worker", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--predictor",
         default=None,
@@ -292,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     if not verbose:
         quiet_broker_client()
     settings = JobSettings()
-    from service.job_store import connect_store
-    from service.worker_log import SummarizingMetrics, startup_line
+    from service.jobs.store import connect_store
+    from service.jobs.worker_log import SummarizingMetrics, startup_line
 
     predictor = load_factory(args.predictor or settings.worker_predictor)()
     metrics = SummarizingMetrics(settings.summary_interval_s, log)

@@ -35,7 +35,7 @@ from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
-from service.job_settings import JobSettings
+from service.jobs.settings import JobSettings
 
 STATES = ("queued", "running", "succeeded", "failed")
 FINAL_STATES = ("succeeded", "failed")
@@ -80,7 +80,7 @@ class Outcome:
     """A finished prediction for one claimed job."""
 
     job: ClaimedJob
-    result: dict[str, Any]  # the answer as /predict gives it (service.contract.ModelContract.answer)
+    result: dict[str, Any]  # the answer as /predict gives it (service.models.contract.ModelContract.answer)
 
 
 def job_id_for(idempotency_key: str | None, owner: str = "") -> str:

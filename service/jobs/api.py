@@ -26,8 +26,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.access import caller
 from service.errors import error_document, is_json_syntax_error, validation_document
-from service.job_store import IdempotencyConflict, JobStore, StoreUnavailable, is_job_id
-from service.jobs import JobBackend, JobSubmitter
+from service.jobs.store import IdempotencyConflict, JobStore, StoreUnavailable, is_job_id
+from service.jobs.submit import JobBackend, JobSubmitter
 
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
 

@@ -40,10 +40,10 @@ class JobSettings(BaseSettings):
     retention_s: int = Field(default=7 * 24 * 3600, ge=60, description="TTL of finished jobs.")
     max_rows_per_job: int = Field(default=10_000, ge=1)
     worker_predictor: str = Field(
-        default="service.worker:load_champion",
+        default="service.jobs.worker:load_champion",
         description=(
-            "MODULE:FACTORY the worker predicts with: `service.worker:load_champion` (the registry's @champion) "
-            "or `service.worker:load_packaged` (the packaged model; what the image uses)."
+            "MODULE:FACTORY the worker predicts with: `service.jobs.worker:load_champion` (the registry's @champion) "
+            "or `service.jobs.worker:load_packaged` (the packaged model; what the image uses)."
         ),
     )
     summary_interval_s: float = Field(

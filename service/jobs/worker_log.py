@@ -11,8 +11,8 @@ from collections import Counter
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from service.job_metrics import JobMetrics
-from service.job_settings import JobSettings
+from service.jobs.metrics import JobMetrics
+from service.jobs.settings import JobSettings
 
 
 def startup_line(model_name: str, model_version: str, settings: JobSettings) -> str:

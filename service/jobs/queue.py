@@ -21,7 +21,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPChannelError, AMQPConnectionError, AMQPError
 
-from service.job_settings import JobSettings
+from service.jobs.settings import JobSettings
 
 log = logging.getLogger(__name__)
 
