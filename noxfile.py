@@ -5,6 +5,8 @@ Every session installs the locked dependencies (uv.lock) into its own environmen
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.default_venv_backend = "uv"
@@ -13,6 +15,8 @@ nox.options.sessions = ["lint", "tests"]
 
 PYTHON = "3.11"
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+# `serve` and `stack` run beside the registry: they follow @champion unless FOLLOW_ALIAS says otherwise ("" pins).
+FOLLOW = {"FOLLOW_ALIAS": os.environ.get("FOLLOW_ALIAS", "champion")}
 
 
 def sync(session: nox.Session, *groups: str) -> None:
@@ -35,10 +39,11 @@ def pipeline(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def serve(session: nox.Session) -> None:
-    """Serve @champion on 127.0.0.1 (PORT, default 3000; see service/settings.py): package it, `bentoml serve`."""
+    """Serve @champion on 127.0.0.1 (PORT, default 3000; see service/settings.py): package it, `bentoml serve`,
+    following the alias (a new champion is switched to while serving; FOLLOW_ALIAS= pins the packaged one)."""
     sync(session)
     session.run("python", "-m", "pipeline", "package", env=QUIET)
-    session.run("bentoml", "serve", "service.service:PredictionService", *session.posargs, env=QUIET)
+    session.run("bentoml", "serve", "service.service:PredictionService", *session.posargs, env=QUIET | FOLLOW)
 
 
 @nox.session(python=PYTHON)
@@ -109,4 +114,4 @@ def stack(session: nox.Session) -> None:
     and a worker (see service/stack.py); Ctrl-C stops what it started. Packages @champion first, as `serve` does."""
     sync(session, "dev")
     session.run("python", "-m", "pipeline", "package", env=QUIET)
-    session.run("python", "-m", "service.stack", env=QUIET)
+    session.run("python", "-m", "service.stack", env=QUIET | FOLLOW)

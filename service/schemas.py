@@ -49,6 +49,10 @@ class ModelLineage(BaseModel):
     contract: dict[str, Any] | None = Field(
         default=None, description="Task, input and output dtype and shape, class and feature names."
     )
+    serving: dict[str, Any] | None = Field(
+        default=None,
+        description="How the version is chosen (pinned, or following an alias), the last switch, refused versions.",
+    )
 
 
 def answer_model(contract: ModelContract | None) -> type[BaseModel]:

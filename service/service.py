@@ -29,8 +29,8 @@ from service.jobs.submit import JobBackend, open_jobs
 from service.json_errors import JsonErrors
 from service.logs import drop_client_errors, quiet_broker_client
 from service.models.contract import ContractError, ModelContract, read_contract
-from service.models.loader import LoadedModel
 from service.models.packaged import lineage_of, load_stored, model_dir
+from service.models.source import SourceSettings, model_source, prometheus_reporter
 from service.requests import RowRules
 from service.schemas import ModelLineage, NoopResponse, ServedModel, answer_model, request_model
 from service.serving_tweaks import accept_one_at_a_time, bind_api_methods
@@ -91,19 +91,15 @@ class PredictionService:
             accept_one_at_a_time()  # before the worker listens: it starts serving after __init__
         bind_api_methods(self)  # BentoML rebuilds a method's wrapper on each access, per request
         stored = self.bento_model  # resolved: the stored model
-        self.model: LoadedModel = load_stored(
+        packaged = load_stored(
             stored,
             intra_op_threads=settings.tf_intra_op_threads,
             inter_op_threads=settings.tf_inter_op_threads,
         )
-        lineage = lineage_of(stored)
-        self.served = ServedModel(name=lineage.name, version=lineage.version)
-        self.lineage = lineage.model_copy(
-            update={
-                "flavor": self.model.flavor,
-                "bento_model": str(stored.tag),
-                "contract": self.model.contract.describe(),
-            }
+        lineage = lineage_of(stored).model_copy(update={"bento_model": str(stored.tag)})
+        # Which version answers: the packaged one, or (FOLLOW_ALIAS) the registry alias's, as the job worker decides.
+        self.models = model_source(
+            packaged, SourceSettings(), lineage.model_dump(exclude_none=True), prometheus_reporter()
         )
 
     @bentoml.api(
@@ -116,7 +112,9 @@ class PredictionService:
     def predict(self, instances: np.ndarray) -> BaseModel:
         """The model's answer for each row (classifiers: class index, class name when the notebook gave names,
         probabilities; regressors: the values), and the model version that answered."""
-        return respond(Answer, self.served, self.model.contract, self.model.predict(instances))
+        model = self.models.current  # once: the whole batch is answered by one version, and says which
+        served = ServedModel.model_construct(name=model.name, version=model.version)
+        return respond(Answer, served, model.contract, model.predict(instances))
 
     if settings.noop_endpoint:
 
@@ -127,8 +125,13 @@ class PredictionService:
 
     @routes.get("/model", response_model=ModelLineage)
     def model_lineage(self) -> ModelLineage:
-        """Lineage of the served model: registered name, version, alias, run, metrics, training time."""
-        return self.lineage
+        """The served model: registered name, version, run, metrics, training time, its contract, and how the
+        version is chosen (pinned or following an alias; the last switch; versions refused and why)."""
+        model = self.models.current
+        return ModelLineage.model_validate(
+            self.models.lineage
+            | {"flavor": model.flavor, "contract": model.contract.describe(), "serving": self.models.view()}
+        )
 
 
 # Outermost of ours: every error answer is JSON. Clients do not re-POST after a redirect: the bare `POST /jobs`

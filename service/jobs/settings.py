@@ -39,11 +39,11 @@ class JobSettings(BaseSettings):
     )
     retention_s: int = Field(default=7 * 24 * 3600, ge=60, description="TTL of finished jobs.")
     max_rows_per_job: int = Field(default=10_000, ge=1)
-    worker_predictor: str = Field(
-        default="service.jobs.worker:load_champion",
+    worker_predictor: str | None = Field(
+        default=None,
         description=(
-            "MODULE:FACTORY the worker predicts with: `service.jobs.worker:load_champion` (the registry's @champion) "
-            "or `service.jobs.worker:load_packaged` (the packaged model; what the image uses)."
+            "MODULE:FACTORY of a fixed predictor for the worker (tests inject fakes). Unset: the packaged model, "
+            "following FOLLOW_ALIAS when set: the same model source as the API's (service/models/source.py)."
         ),
     )
     summary_interval_s: float = Field(

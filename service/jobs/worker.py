@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
 import numpy as np
 import pika
@@ -40,49 +40,15 @@ from service.jobs.queue import (
 from service.jobs.settings import JobSettings
 from service.jobs.store import ClaimedJob, JobStore, Outcome, StoreUnavailable
 from service.logs import quiet_broker_client
-from service.models.contract import ContractError, ModelContract, show_shape
+from service.models.contract import ContractError, show_shape
+from service.models.source import Model as Predictor
+from service.models.source import ModelSource
 
 log = logging.getLogger(__name__)
 
 LEASE_EXPIRED = "the worker stopped during every attempt (lease expired)"
 BACKLOG = ("queued", "running")
 RESULT_DECIMALS = 6  # results are stored: six decimals keep them exact enough and a third of the size
-
-
-class Predictor(Protocol):
-    """The model, injected: the service's model loader in production (`LoadedModel`), anything in tests."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def version(self) -> str: ...
-
-    @property
-    def contract(self) -> ModelContract: ...
-
-    def predict(self, rows: np.ndarray, /) -> np.ndarray:
-        """Rows [n, *input shape] -> outputs [n, *output shape], as the contract says."""
-        ...
-
-
-def load_champion() -> Predictor:
-    """The registered champion, loaded by the same code as the service (one TensorFlow thread each way)."""
-    from pipeline.settings import PipelineSettings
-    from service.models.loader import load_registered
-
-    loaded: Predictor = load_registered(PipelineSettings())
-    return loaded
-
-
-def load_packaged() -> Predictor:
-    """The model packaged for the service (the BentoML store; inside an image, the Bento's own): in an image the
-    worker answers with the same model as the API beside it."""
-    from service.models.packaged import load_packaged as load
-    from service.settings import ServiceSettings
-
-    loaded: Predictor = load(ServiceSettings().bento_model_tag)
-    return loaded
 
 
 @dataclass(frozen=True)
@@ -115,18 +81,19 @@ class Worker:
         self,
         settings: JobSettings,
         store: JobStore,
-        predictor: Predictor,
+        models: ModelSource[Any] | Predictor,
         metrics: JobMetrics,
         stop: threading.Event | None = None,
     ) -> None:
+        """`models`: the source that says which model answers (service.models.source, as for the API), or one
+        fixed predictor (tests inject fakes)."""
         self._settings = settings
         self._store = store
-        self._predictor = predictor
+        self._models: ModelSource[Any] = models if isinstance(models, ModelSource) else ModelSource(models)
         self._metrics = metrics
         self.metrics_registry = metrics.registry
         self.stop = stop or threading.Event()
         self._publisher = Publisher(settings, budget_s=10.0)
-        self._model = {"name": predictor.name, "version": predictor.version}
 
     def run(self) -> None:
         """Serve until `stop` is set, reconnecting with backoff when the broker or the store goes away."""
@@ -181,8 +148,9 @@ class Worker:
     def _process(self, channel: BlockingChannel, batch: list[Delivery]) -> None:
         job_ids = [delivery.message.job_id for delivery in batch if delivery.message]
         claimed = self._store.claim(sorted(set(job_ids))) if job_ids else []
-        outcomes, failures = self._predict(claimed)
-        written = self._store.succeed(outcomes, self._model)
+        model = self._models.current  # once: the whole batch is answered by one version, and says which
+        outcomes, failures = self._predict(claimed, model)
+        written = self._store.succeed(outcomes, {"name": model.name, "version": model.version})
         for outcome in outcomes:
             self._metrics.done("succeeded", outcome.job.created_at)
         for failure in failures:
@@ -201,12 +169,12 @@ class Worker:
             else:
                 channel.basic_ack(delivery.tag)
 
-    def _predict(self, claimed: list[ClaimedJob]) -> tuple[list[Outcome], list[Failure]]:
+    def _predict(self, claimed: list[ClaimedJob], model: Predictor) -> tuple[list[Outcome], list[Failure]]:
         if not claimed:
             return [], []
-        contract = self._predictor.contract
+        contract = model.contract
         try:
-            outputs = self._checked_predict(np.concatenate([job.rows for job in claimed]))
+            outputs = self._checked_predict(np.concatenate([job.rows for job in claimed]), model)
         except Exception as exc:
             if len(claimed) == 1:
                 return [], [Failure(claimed[0], f"{type(exc).__name__}: {exc}")]
@@ -214,7 +182,7 @@ class Worker:
             outcomes: list[Outcome] = []
             failures: list[Failure] = []
             for job in claimed:
-                done, failed = self._predict([job])
+                done, failed = self._predict([job], model)
                 outcomes += done
                 failures += failed
             return outcomes, failures
@@ -224,17 +192,16 @@ class Worker:
             for job, part in zip(claimed, np.split(outputs, splits), strict=True)
         ], []
 
-    def _checked_predict(self, rows: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _checked_predict(rows: np.ndarray, model: Predictor) -> np.ndarray:
         """The outputs, or ContractError (rows of another shape than the model's, answers that break it)."""
-        contract = self._predictor.contract
+        contract = model.contract
         if rows.shape[1:] != contract.input.shape:
             raise ContractError(
                 f"the job's rows have shape {show_shape(rows.shape[1:])}; the model takes "
                 f"{show_shape(contract.input.shape)}"
             )
-        return contract.check_outputs(
-            self._predictor.predict(rows.astype(contract.input.dtype, copy=False)), len(rows)
-        )
+        return contract.check_outputs(model.predict(rows.astype(contract.input.dtype, copy=False)), len(rows))
 
     def _give_back(self, failure: Failure) -> None:
         """Retry later with a doubled delay, or fail for good into the dead-letter queue."""
@@ -266,6 +233,18 @@ class Worker:
         self._metrics.snapshot(self._store.counts(BACKLOG), queue_depths(channel, self._settings))
 
 
+def _model_source() -> ModelSource[Any]:
+    """The packaged model (the BentoML store; in an image, the Bento's own), as the API beside it serves it,
+    following the registry's alias when FOLLOW_ALIAS says so."""
+    from service.models.packaged import load_packaged
+    from service.models.source import SourceSettings, model_source, prometheus_reporter
+    from service.settings import ServiceSettings
+
+    return model_source(
+        load_packaged(ServiceSettings().bento_model_tag), SourceSettings(), on_change=prometheus_reporter()
+    )
+
+
 def load_factory(spec: str) -> Callable[[], Predictor]:
     module, _, attribute = spec.partition(":")
     factory: Callable[[], Predictor] = getattr(importlib.import_module(module), attribute)
@@ -277,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--predictor",
         default=None,
-        help="MODULE:FACTORY returning the Predictor (default: the setting WORKER_PREDICTOR)",
+        help="MODULE:FACTORY returning a fixed Predictor (default: the setting WORKER_PREDICTOR; unset: the packaged "
+        "model, following FOLLOW_ALIAS when set, as the API does)",
     )
     args = parser.parse_args(argv)
     from pipeline.quiet import quiet
@@ -295,10 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     from service.jobs.store import connect_store
     from service.jobs.worker_log import SummarizingMetrics, startup_line
 
-    predictor = load_factory(args.predictor or settings.worker_predictor)()
+    factory = args.predictor or settings.worker_predictor
+    models: ModelSource[Any] = ModelSource(load_factory(factory)()) if factory else _model_source()
     metrics = SummarizingMetrics(settings.summary_interval_s, log)
-    worker = Worker(settings, connect_store(settings), predictor, metrics)
-    log.info(startup_line(predictor.name, predictor.version, settings))
+    worker = Worker(settings, connect_store(settings), models, metrics)
+    log.info(startup_line(models.current.name, models.current.version, models.status.mode, settings))
     if settings.metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         from prometheus_client import start_http_server
 

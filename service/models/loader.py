@@ -1,7 +1,7 @@
 """Load an MLflow model for serving: a compiled graph for Keras models, MLflow pyfunc for any other flavour.
 
-Independent of BentoML: the HTTP service loads the model BentoML stored (`load_model_dir`), a job worker can
-load the registry's alias holder directly (`load_registered`); both get the model's contract
+Independent of BentoML: the API and the job worker load the packaged model's folder, and a follower of the
+registry's alias each new version's (service.models.source), all through `load_model_dir`; each gets the model's contract
 (service.models.contract), `predict(rows [n, *input shape]) -> outputs [n, *output shape]` and the name and version
 that answer.
 
@@ -14,15 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from pipeline.quiet import quiet
 from service.models.contract import ModelContract, read_contract
-
-if TYPE_CHECKING:
-    from pipeline.settings import PipelineSettings
 
 MLFLOW_MODEL_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model in its folder
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -66,39 +63,6 @@ def load_model_dir(
     # Trace the graph before the first request, and refuse a model whose answers break its own contract.
     contract.check_outputs(predict(np.zeros((1, *contract.input.shape), dtype=contract.input.dtype)), 1)
     return LoadedModel(name=name, version=version, flavor=flavor, contract=contract, predict=predict)
-
-
-def load_registered(
-    settings: PipelineSettings,
-    alias: str | None = None,
-    *,
-    intra_op_threads: int = 1,
-    inter_op_threads: int = 1,
-) -> LoadedModel:
-    """The version holding `alias` (default: the champion) of the registered model, cached under data_dir."""
-    quiet()
-    from mlflow.artifacts import download_artifacts
-
-    from pipeline import registry, tracking
-    from pipeline.errors import PipelineError
-
-    client = tracking.connect(settings)
-    alias = alias or settings.champion_alias
-    version = registry.holder(client, settings.model_name, alias)
-    if version is None:
-        raise PipelineError(f"model {settings.model_name!r} has no @{alias}")
-    number = str(version.version)
-    target = settings.data_dir / "served" / settings.model_name / number
-    if not (target / "MLmodel").exists():
-        target.mkdir(parents=True, exist_ok=True)
-        download_artifacts(artifact_uri=f"models:/{settings.model_name}/{number}", dst_path=str(target))
-    return load_model_dir(
-        target,
-        settings.model_name,
-        number,
-        intra_op_threads=intra_op_threads,
-        inter_op_threads=inter_op_threads,
-    )
 
 
 def _keras_predict(model_dir: Path, contract: ModelContract) -> Predict:

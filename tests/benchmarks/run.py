@@ -11,6 +11,7 @@ BENCHMARKS = {
     "jobs": "jobs_bench",
     "serve": "serve_bench",
     "chaos": "chaos_bench",
+    "rollout": "rollout_bench",
 }
 
 

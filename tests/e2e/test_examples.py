@@ -214,7 +214,7 @@ def test_a_job_answers_what_predict_answers(client: httpx.Client, trained: Train
     submitted = client.post("/jobs", json={"instances": rows})
     assert submitted.status_code == 202, submitted.text
     job = submitted.json()
-    worker_env = trained.env | {"WORKER_PREDICTOR": "service.jobs.worker:load_packaged"}
+    worker_env = trained.env
     log = Path(trained.env["DATA_DIR"]).parent / "worker.log"
     worker = [sys.executable, "-m", "service.jobs.worker"]
     with running(worker, lambda: True, "worker", log, env=worker_env, cwd=PROJECT_ROOT):

@@ -218,7 +218,7 @@ def test_a_worker_process_logs_its_model_at_start_and_a_summary_per_interval(
         assert worker.wait(timeout=30) == 0, log.read_text()[-2000:]
     lines = log.read_text().splitlines()
     started = (
-        f"INFO worker up: fake-digits version 7, queue {settings.job_queue}, prefetch {settings.prefetch}, "
+        f"INFO worker up: fake-digits version 7 (pinned), queue {settings.job_queue}, prefetch {settings.prefetch}, "
         f"micro-batches of up to {settings.batch_size} rows or {settings.batch_wait_ms} ms"
     )
     assert sum(line.endswith(started) for line in lines) == 1

@@ -115,3 +115,28 @@ def test_a_logged_model_answering_another_shape_than_its_signature_is_refused_na
         match=r"answers the held-out rows otherwise than the notebook.s model \(values differ by up to 0\.667\)",
     ):
         check_served_answers(drifted, HeldOut(x, np.zeros(5), np.full((5, 3), 1 / 3)))
+
+
+def test_a_model_source_swaps_atomically_and_remembers_refusals() -> None:
+    from service.models.source import ModelSource
+
+    class Fixed:
+        def __init__(self, version: str) -> None:
+            self.name, self.version, self.contract = "m", version, classifier()
+
+        def predict(self, rows: np.ndarray) -> np.ndarray:
+            return np.full((len(rows), 3), 1 / 3)
+
+    changes: list[tuple[str, str]] = []
+    source = ModelSource(
+        Fixed("1"), {"version": "1"}, on_change=lambda result, v: changes.append((result, v))
+    )
+    taken = source.current  # a batch in flight holds this one
+    source.swap(Fixed("2"), {"version": "2"})
+    assert (taken.version, source.current.version, source.lineage) == ("1", "2", {"version": "2"})
+    source.refuse("3", "its contract is not the served one")
+    assert source.refused("3") and not source.refused("2")
+    view = source.view()
+    assert (view["mode"], view["current_version"], view["last_switch"]["from"]) == ("pinned", "2", "1")
+    assert view["refused"][0]["reason"] == "its contract is not the served one"
+    assert changes == [("switched", "2"), ("refused", "3")]

@@ -95,15 +95,13 @@ def test_get_model_in_process(client: Any, champion_store: ChampionStore) -> Non
     assert response.json()["run_id"] == champion_store.run_id
 
 
-def test_the_worker_loader_answers_like_the_service(
-    champion_store: ChampionStore, monkeypatch: pytest.MonkeyPatch
+def test_the_worker_loads_the_packaged_model_as_the_service_does(
+    packaged_champion: str, champion_store: ChampionStore
 ) -> None:
-    """What a job worker calls: the registry's @champion, without BentoML."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # connecting sets it; undone after the test
-    from pipeline.settings import PipelineSettings
-    from service.models.loader import load_registered
+    """What a pinned job worker answers with: the packaged model, through the same loader, without the registry."""
+    from service.models.packaged import load_packaged
 
-    model = load_registered(PipelineSettings(data_dir=champion_store.data_dir, mlflow_tracking_uri=None))
+    model = load_packaged(packaged_champion)
     assert (model.name, model.version, model.flavor) == ("digits-classifier", champion_store.version, "keras")
     assert model.contract.input.shape == (64,) and model.contract.input.dtype == np.float32
     np.testing.assert_allclose(model.predict(champion_store.rows), champion_store.probabilities, rtol=1e-5)

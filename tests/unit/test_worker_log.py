@@ -11,8 +11,8 @@ from service.jobs.worker_log import SummarizingMetrics, startup_line
 
 def test_startup_line_names_model_queue_prefetch_and_batch_bounds():
     settings = JobSettings(_env_file=None, job_queue="q", prefetch=32, batch_size=128, batch_wait_ms=5)
-    assert startup_line("digits-classifier", "3", settings) == (
-        "worker up: digits-classifier version 3, queue q, prefetch 32, micro-batches of up to 128 rows or 5 ms"
+    assert startup_line("digits-classifier", "3", "following @champion", settings) == (
+        "worker up: digits-classifier version 3 (following @champion), queue q, prefetch 32, micro-batches of up to 128 rows or 5 ms"
     )
 
 

@@ -1,0 +1,259 @@
+"""Which model answers, for the API and the job worker alike: one piece of code decides, loads and reports it.
+
+    pinned      (default) the model packaged with the service (the BentoML store; in an image, the Bento's own).
+                The registry is never asked: a new champion means a new package or image and a rolling update.
+    following   FOLLOW_ALIAS=champion: start from the packaged model, then poll the registry's alias every
+                FOLLOW_INTERVAL_S and switch to the version it names.
+
+A switch cannot break serving. The new version is loaded beside the current one, must have the served contract
+(another signature would change the API), is warmed up, and must score the metric its run logged on the run's
+held-out rows (a corrupt or wrong artifact does not); only then is it swapped in, by one reference assignment.
+A batch takes `current` once, so it finishes on the version that started it, and its answers name it. A refused
+version never becomes current; it is reported (log, `/model`, metrics) and not tried again until the alias
+names another version. `python -m pipeline rollback` moves the alias back, and followers follow it the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.settings import PROJECT_ROOT
+from service.models.contract import ContractError, ModelContract
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.settings import PipelineSettings
+    from service.models.loader import LoadedModel
+
+log = logging.getLogger(__name__)
+SCORE_TOLERANCE = 1e-4  # the served path's score on the held-out rows against the figure the run logged
+
+
+class SourceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=(PROJECT_ROOT / ".env", ".env"), extra="ignore")
+
+    follow_alias: str | None = Field(
+        default=None,
+        description="Follow this registry alias (e.g. champion): switch to each version it names, checked first. "
+        "Unset: serve the packaged model only (pinned).",
+    )
+    follow_interval_s: float = Field(default=2.0, gt=0, description="How often a follower asks the registry.")
+
+
+class Model(Protocol):
+    """What answers: `service.models.loader.LoadedModel` in production, any stand-in in tests."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def contract(self) -> ModelContract: ...
+
+    def predict(self, rows: np.ndarray, /) -> np.ndarray:
+        """Rows [n, *input shape] -> outputs [n, *output shape], as the contract says."""
+        ...
+
+
+M = TypeVar("M", bound=Model)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    version: str
+    reason: str
+    at: str
+
+
+@dataclass
+class Status:
+    mode: str  # "pinned" or "following @<alias>"
+    last_switch: dict[str, str] | None = None
+    refused: list[Refusal] = field(default_factory=list)
+
+    def view(self, current: Model) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "current_version": current.version,
+            "last_switch": self.last_switch,
+            "refused": [refusal.__dict__ for refusal in self.refused[-5:]],
+        }
+
+
+class ModelSource(Generic[M]):
+    """The current model; following, a thread that switches it. `current` is safe to read from any thread."""
+
+    def __init__(
+        self,
+        initial: M,
+        lineage: dict[str, Any] | None = None,
+        follow: Callable[[ModelSource[M]], None] | None = None,
+        mode: str = "pinned",
+        on_change: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._current = initial
+        self.lineage = lineage or {}  # where the current version comes from (GET /model)
+        self.status = Status(mode)
+        self._on_change = on_change or (lambda _result, _version: None)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._follow = follow
+
+    @property
+    def current(self) -> M:
+        return self._current
+
+    def view(self) -> dict[str, Any]:
+        return self.status.view(self._current)
+
+    def swap(self, model: M, lineage: dict[str, Any] | None = None) -> None:
+        previous = self._current
+        self.lineage = lineage or {}
+        self._current = model  # one reference: a batch that took the old one finishes on it
+        self.status.last_switch = {
+            "from": previous.version,
+            "to": model.version,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        log.warning("model %s: switched from version %s to %s", model.name, previous.version, model.version)
+        self._on_change("switched", model.version)
+
+    def refuse(self, version: str, reason: str) -> None:
+        self.status.refused.append(Refusal(version, reason, datetime.now(UTC).isoformat(timespec="seconds")))
+        log.warning("model %s: refused version %s: %s", self._current.name, version, reason)
+        self._on_change("refused", version)
+
+    def refused(self, version: str) -> bool:
+        return any(refusal.version == version for refusal in self.status.refused)
+
+    def start(self, interval_s: float) -> None:
+        if self._follow is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._run, args=(interval_s,), name="follow-alias", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self, interval_s: float) -> None:
+        assert self._follow is not None
+        while not self._stop.is_set():
+            try:
+                self._follow(self)
+            except Exception as exc:  # a registry that is down must not stop serving: try again later
+                log.warning("following the alias: %s: %s", type(exc).__name__, exc)
+            self._stop.wait(interval_s)
+
+
+class Follower:
+    """One poll: ask which version the alias names; switch to it if it is new and passes the checks."""
+
+    def __init__(self, pipeline: PipelineSettings, alias: str) -> None:
+        self._pipeline = pipeline
+        self._alias = alias
+        self._client: Any = None
+
+    def __call__(self, source: ModelSource[LoadedModel]) -> None:
+        from pipeline import registry, tracking
+        from pipeline.package import lineage_of_version
+
+        if self._client is None:
+            self._client = tracking.connect(self._pipeline)
+        holder = registry.holder(self._client, self._pipeline.model_name, self._alias)
+        if holder is None:
+            return
+        version = str(holder.version)
+        if version == source.current.version or source.refused(version):
+            return
+        started = time.monotonic()
+        try:
+            candidate = self._checked(holder, source.current)
+        except (ContractError, CandidateRefused) as exc:
+            source.refuse(version, str(exc))
+            return
+        lineage = lineage_of_version(self._client, holder, self._alias)
+        source.swap(candidate, lineage.model_dump(exclude_none=True))
+        log.info("version %s checked and swapped in %.1f s", version, time.monotonic() - started)
+
+    def _checked(self, holder: Any, current: LoadedModel) -> LoadedModel:
+        """The new version, loaded beside the current one, warmed up and checked; CandidateRefused otherwise."""
+        from pipeline import evaluation, metrics
+        from pipeline.errors import PipelineError
+
+        client, name, version = self._client, self._pipeline.model_name, str(holder.version)
+        folder = self._pipeline.data_dir / "served" / name / version
+        try:
+            model_dir = evaluation.download_model(client, f"models:/{name}/{version}", folder)
+            candidate = evaluation.load(model_dir, name, version)  # traces the graph: the warm-up
+        except (PipelineError, OSError) as exc:
+            raise CandidateRefused(f"cannot be loaded: {exc}") from None
+        except Exception as exc:  # a damaged artifact fails in Keras or MLflow in many ways
+            raise CandidateRefused(f"cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from None
+        differs = candidate.contract.differs_from(current.contract)
+        if differs:
+            raise CandidateRefused(f"its contract is not the served one: {differs}")
+        run = client.get_run(holder.run_id) if holder.run_id else None
+        if run is None:
+            raise CandidateRefused("it has no training run to check it against")
+        metric = self._pipeline.gate_metric or metrics.DEFAULT_GATE_METRIC[candidate.contract.task]
+        logged = run.data.metrics.get(metric)
+        try:
+            scored = evaluation.score_on(candidate, evaluation.held_out(client, holder.run_id))[metric]
+        except (PipelineError, ContractError) as exc:
+            raise CandidateRefused(f"cannot be checked on its held-out rows: {exc}") from None
+        if logged is None or abs(scored - logged) > SCORE_TOLERANCE:
+            raise CandidateRefused(
+                f"it scores {metric}={scored:.4f} on its held-out rows; its run logged {logged}"
+            )
+        return candidate
+
+
+class CandidateRefused(Exception):
+    """A version the follower will not serve; the message says why."""
+
+
+def model_source(
+    initial: LoadedModel,
+    settings: SourceSettings,
+    lineage: dict[str, Any] | None = None,
+    on_change: Callable[[str, str], None] | None = None,
+) -> ModelSource[LoadedModel]:
+    """The source the settings name, started: the packaged model, following the alias if FOLLOW_ALIAS is set."""
+    if not settings.follow_alias:
+        return ModelSource(initial, lineage, on_change=on_change)
+    from pipeline.settings import PipelineSettings
+
+    follower = Follower(PipelineSettings(), settings.follow_alias)
+    source = ModelSource(initial, lineage, follower, f"following @{settings.follow_alias}", on_change)
+    source.start(settings.follow_interval_s)
+    return source
+
+
+def prometheus_reporter(registry: Any = None) -> Callable[[str, str], None]:
+    """Switches and refusals as counters, and the version answering, in prometheus_client's registry (BentoML's
+    `/metrics` shows them for the API; a worker's metrics port for the worker)."""
+    from prometheus_client import REGISTRY, Counter
+
+    changes = Counter(
+        "nbship_model_changes",
+        "Versions a follower switched to or refused.",
+        ["result"],
+        registry=registry or REGISTRY,
+    )
+    return lambda result, _version: changes.labels(result).inc()

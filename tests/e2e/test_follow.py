@@ -1,0 +1,279 @@
+"""Following @champion (FOLLOW_ALIAS): the served API (two workers) and a real job worker switch to the version the
+registry's alias names while requests and jobs flow; a version with another signature and one whose artifact is
+damaged are refused and the old version keeps answering; a rollback switches back. Pinned, the service runs
+with no tracking server at all. Real MLflow store, RabbitMQ and nx-27017."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from support.job_servers import delete_queues, fresh_job_settings, settings_env
+from support.processes import free_port, running, wait_until
+from support.served import served_service
+
+from service.jobs.metrics import bentoml_metrics_dir
+from tests.conftest import PROJECT_ROOT, ChampionStore
+
+pytestmark = pytest.mark.slow
+
+MODEL = "digits-classifier"
+
+
+@dataclass(frozen=True)
+class Registry:
+    data_dir: Path
+    expected: dict[str, np.ndarray]  # version -> its model's probabilities for the champion store's rows
+
+    def pipeline(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
+            "DATA_DIR": str(self.data_dir)
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline", *args],
+            env=env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+        )
+
+
+@pytest.fixture(scope="module")
+def registry(champion_store: ChampionStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A copy of the champion store (version 1) with: version 2, another model of the same contract; version 3,
+    a model of 32 inputs; version 4, version 2's model with its weights file damaged."""
+    import mlflow
+    from support.digits import CLASS_NAMES, build_model, fit, load_split
+
+    from pipeline import lineage, notebook, tracking
+    from pipeline import registry as versions
+    from pipeline.settings import PipelineSettings
+
+    folder = tmp_path_factory.mktemp("follow")
+    shutil.copytree(champion_store.data_dir, folder / "store")
+    settings = PipelineSettings(data_dir=folder / "store", mlflow_tracking_uri=None, _env_file=None)
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    client = tracking.connect(settings)
+    split = load_split()
+    expected = {"1": champion_store.probabilities}
+    try:
+        for version, width in (("2", 64), ("3", 32)):
+            if width == 64:
+                model = build_model(hidden_units=16, learning_rate=0.01, dropout=0.0, seed=int(version))
+            else:  # another signature: fewer inputs
+                import keras
+
+                inputs = keras.Input(shape=(width,), name="pixels")
+                model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(inputs))
+                model.compile(loss="sparse_categorical_crossentropy")
+            narrow = split if width == 64 else _narrow(split, width)
+            fit(model, narrow, epochs=1, batch_size=64)
+            with mlflow.start_run(experiment_id=tracking.experiment_id(client, settings)) as run:
+                notebook.log_model(
+                    model,
+                    task="classification",
+                    x_test=narrow.x_test,
+                    y_test=narrow.y_test,
+                    class_names=CLASS_NAMES,
+                )
+            uri = client.get_run(run.info.run_id).data.tags[lineage.MODEL_URI_TAG]
+            made = versions.register(client, MODEL, uri, run.info.run_id, {})
+            assert str(made.version) == version
+            if width == 64:
+                expected[version] = np.asarray(model.predict_on_batch(champion_store.rows))
+        second = client.get_model_version(MODEL, "2")
+        damaged = folder / "damaged"
+        from pipeline.evaluation import download_model
+
+        shutil.copytree(download_model(client, str(second.source), folder / "download"), damaged)
+        for weights in damaged.rglob("*.keras"):
+            weights.write_bytes(b"not a keras file")
+        client.create_model_version(MODEL, str(damaged), run_id=second.run_id)
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+    yield Registry(folder / "store", expected)
+
+
+def _narrow(split: Any, width: int) -> Any:
+    from dataclasses import replace
+
+    return replace(
+        split, x_train=split.x_train[:, :width], x_val=split.x_val[:, :width], x_test=split.x_test[:, :width]
+    )
+
+
+@dataclass
+class Traffic:
+    """Requests and jobs sent while the alias moves; every answer kept."""
+
+    client: httpx.Client
+    rows: list[list[float]]
+    answers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            answer = self.client.post("/predict", json={"instances": self.rows})
+            self.answers.append((answer.status_code, answer.json()))
+            job = self.client.post("/jobs", json={"instances": self.rows})
+            assert job.status_code == 202, job.text
+            self.jobs.append(job.json()["url"])
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def following(
+    registry: Registry, packaged_champion: str, mongo_url: str, amqp_url: str, tmp_path_factory
+) -> Iterator[httpx.Client]:
+    """The service (2 workers) and a job worker, both following @champion every 0.5 s."""
+    folder = tmp_path_factory.mktemp("following")
+    settings = fresh_job_settings(mongo_url, amqp_url)
+    env = (
+        {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        | settings_env(settings)
+        | {
+            "DATA_DIR": str(registry.data_dir),
+            "FOLLOW_ALIAS": "champion",
+            "FOLLOW_INTERVAL_S": "0.5",
+            "WORKERS": "2",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        }
+    )
+    worker = [sys.executable, "-m", "service.jobs.worker"]
+    try:
+        with served_service(free_port(), env, folder / "service.log") as url:
+            worker_env = env | {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_metrics_dir())}
+            with (
+                running(
+                    worker, lambda: True, "worker", folder / "worker.log", env=worker_env, cwd=PROJECT_ROOT
+                ),
+                httpx.Client(base_url=url, timeout=30) as client,
+            ):
+                yield client
+    finally:
+        delete_queues(settings)
+
+
+def serving(client: httpx.Client) -> dict[str, Any]:
+    view: dict[str, Any] = client.get("/model").json()["serving"]
+    return view
+
+
+def every_worker_on(client: httpx.Client, version: str) -> bool:
+    """Both API workers answer with `version` (several answers in a row: each may come from either)."""
+    return all(serving(client)["current_version"] == version for _ in range(8))
+
+
+def refused(client: httpx.Client, version: str) -> str | None:
+    reasons = {r["version"]: r["reason"] for r in serving(client)["refused"]}
+    return reasons.get(version)
+
+
+def test_api_and_worker_follow_the_alias_and_refuse_what_would_break_serving(
+    following: httpx.Client, registry: Registry, champion_store: ChampionStore
+) -> None:
+    client = following
+    assert serving(client)["mode"] == "following @champion"
+    assert every_worker_on(client, "1")
+    traffic = Traffic(client, champion_store.rows[:4].tolist())
+    sender = threading.Thread(target=traffic.run, daemon=True)
+    sender.start()
+    try:
+        assert registry.pipeline("promote", "2", "--force").returncode == 0
+        wait_until(lambda: every_worker_on(client, "2"), 60, "the API on version 2")
+        wait_until(lambda: _job_version(client, traffic) == "2", 60, "a job answered by version 2")
+        assert registry.pipeline("rollback").returncode == 0
+        wait_until(lambda: every_worker_on(client, "1"), 60, "the API back on version 1")
+        for version in ("3", "4"):
+            assert registry.pipeline("promote", version, "--force").returncode == 0
+            wait_until(
+                lambda v=version: all(refused(client, v) for _ in range(8)), 60, f"version {version} refused"
+            )
+        time.sleep(1)
+    finally:
+        traffic.stop.set()
+        sender.join(timeout=30)
+
+    assert "contract is not the served one: input float32 [-1, 32] against float32 [-1, 64]" in refused(
+        client, "3"
+    )
+    assert refused(client, "4").startswith("cannot be loaded")
+    assert serving(client)["current_version"] == "1" and serving(client)["last_switch"]["to"] == "1"
+    # Every answer is a 200 from one version, its values that version's own (never a mix within a batch).
+    assert traffic.answers and {status for status, _ in traffic.answers} == {200}
+    seen = set()
+    for _, answer in traffic.answers:
+        version = answer["model"]["version"]
+        seen.add(version)
+        np.testing.assert_allclose(
+            answer["probabilities"], registry.expected[version][:4], rtol=1e-4, atol=1e-5
+        )
+    assert seen == {"1", "2"}
+    # Every job succeeded, answered by version 1 or 2 with that version's own values.
+    results = [_finished(client, url) for url in traffic.jobs]
+    assert {job["status"] for job in results} == {"succeeded"}
+    for job in results:
+        expected = registry.expected[job["model"]["version"]][:4]
+        np.testing.assert_allclose(job["result"]["probabilities"], expected, atol=1e-5)
+    assert {job["model"]["version"] for job in results} == {"1", "2"}
+    metrics = client.get("/metrics").text
+    assert 'nbship_model_changes_total{result="refused"}' in metrics
+
+
+def _job_version(client: httpx.Client, traffic: Traffic) -> str | None:
+    if not traffic.jobs:
+        return None
+    view = client.get(traffic.jobs[-1]).json()
+    return view["model"]["version"] if view["status"] == "succeeded" else None
+
+
+def _finished(client: httpx.Client, url: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    wait_until(
+        lambda: (found.update(client.get(url).json()) or found["status"]) in ("succeeded", "failed"), 60, url
+    )
+    return found
+
+
+def test_pinned_the_api_and_the_worker_need_no_registry(
+    packaged_champion: str, champion_store: ChampionStore, mongo_url: str, amqp_url: str, tmp_path: Path
+) -> None:
+    settings = fresh_job_settings(mongo_url, amqp_url)
+    nowhere = f"http://127.0.0.1:{free_port()}"  # no tracking server answers there
+    env = champion_store.env(**settings_env(settings), MLFLOW_TRACKING_URI=nowhere, WORKERS="1")
+    env.pop("FOLLOW_ALIAS", None)
+    worker = [sys.executable, "-m", "service.jobs.worker"]
+    try:
+        with (
+            served_service(free_port(), env, tmp_path / "service.log") as url,
+            running(worker, lambda: True, "worker", tmp_path / "worker.log", env=env, cwd=PROJECT_ROOT),
+            httpx.Client(base_url=url, timeout=30) as client,
+        ):
+            answer = client.post("/predict", json={"instances": champion_store.rows[:2].tolist()})
+            assert answer.status_code == 200 and answer.json()["model"]["version"] == champion_store.version
+            assert serving(client) == {
+                "mode": "pinned",
+                "current_version": champion_store.version,
+                "last_switch": None,
+                "refused": [],
+            }
+            job = client.post("/jobs", json={"instances": champion_store.rows[:2].tolist()}).json()
+            done = _finished(client, job["url"])
+            assert done["status"] == "succeeded" and done["model"]["version"] == champion_store.version
+    finally:
+        delete_queues(settings)
