@@ -14,6 +14,9 @@ MODEL_URI_TAG = f"{TAG_PREFIX}model_uri"
 DATA_SHA_TAG = f"{TAG_PREFIX}data_sha256"
 INVOCATION_TAG = f"{TAG_PREFIX}invocation"
 TASK_TAG = f"{TAG_PREFIX}task"
+SERVED_CHECK_TAG = (
+    f"{TAG_PREFIX}served_check"  # "passed": the logged model, loaded as served, answered as trained
+)
 EVALUATION_ARTIFACT = "evaluation/rows.npz"  # the held-out rows and targets the run was scored on (x, y)
 
 

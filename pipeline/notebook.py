@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 
 from pipeline import metrics, plots
-from pipeline.lineage import DATA_SHA_TAG, EVALUATION_ARTIFACT, INVOCATION_TAG, MODEL_URI_TAG, TASK_TAG
+from pipeline.lineage import (
+    DATA_SHA_TAG,
+    EVALUATION_ARTIFACT,
+    INVOCATION_TAG,
+    MODEL_URI_TAG,
+    SERVED_CHECK_TAG,
+    TASK_TAG,
+)
 from pipeline.quiet import quiet, quiet_keras
 from service.models.contract import ContractError, ModelContract, Task, Tensor, show_shape
 
@@ -108,8 +115,24 @@ def log_model(
         metadata=contract.metadata(),
         pip_requirements=pip_requirements(),
     )
-    mlflow.MlflowClient().set_tag(run.info.run_id, MODEL_URI_TAG, info.model_uri)
+    _check_as_served(info.model_uri, x_test, y_test, outputs)
+    client = mlflow.MlflowClient()
+    for key, value in {MODEL_URI_TAG: info.model_uri, SERVED_CHECK_TAG: "passed"}.items():
+        client.set_tag(run.info.run_id, key, value)
     return scores
+
+
+def _check_as_served(model_uri: str, x_test: np.ndarray, y_test: np.ndarray, outputs: np.ndarray) -> None:
+    """The logged model, loaded back by the service's own loader, must answer the held-out rows as the trained
+    model did (a PipelineError in the cell otherwise: the pipeline registers nothing)."""
+    import mlflow
+
+    from pipeline import evaluation
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = evaluation.download_model(mlflow.MlflowClient(), model_uri, Path(tmp))
+        loaded = evaluation.load(model_dir, "candidate", "logged")
+        evaluation.check_served_answers(loaded, evaluation.HeldOut(x_test, y_test, outputs))
 
 
 def contract_of(

@@ -7,8 +7,6 @@ to MLflow. The notebook starts the MLflow run itself, tagged with this invocatio
 from __future__ import annotations
 
 import os
-import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import evaluation, gate, lineage, metrics, params, registry, tracking
 from pipeline.errors import NotebookFailed, PipelineError
-from pipeline.lineage import INVOCATION_TAG, MODEL_URI_TAG
+from pipeline.lineage import INVOCATION_TAG, MODEL_URI_TAG, SERVED_CHECK_TAG
 from pipeline.quiet import QUIET_ENV
 from pipeline.report import html_report
 from pipeline.settings import PipelineSettings
+from service.models.contract import ContractError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -60,7 +59,6 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
             _execute, settings, executed, {**values, "pipeline_invocation": invocation}, progress_bar
         )
         client = client or tracking.connect(settings)
-        threading.Thread(target=_import_tensorflow, name="import-tensorflow", daemon=True).start()
         try:
             execution.result()
         except NotebookFailed:
@@ -99,25 +97,30 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
 def _checked(
     client: MlflowClient, settings: PipelineSettings, found: Run, executed: Path
 ) -> tuple[ModelContract, evaluation.HeldOut, str]:
-    """The run's model loaded as the service loads it, answering its held-out rows as in the notebook; the
-    gate metric logged. Anything else is a PipelineError, and nothing is registered."""
+    """The run's model, its held-out rows, its contract and the gate metric. The model was loaded back as the
+    service loads it and answered the rows as in the notebook (`pipeline.notebook.log_model` checks it there,
+    where TensorFlow is loaded already, and tags the run). Anything else is a PipelineError: nothing registered."""
     model_uri = found.data.tags.get(MODEL_URI_TAG)
     if not model_uri:
         raise PipelineError(
             f"the notebook logged no model; it must call pipeline.notebook.log_model (see {executed})"
         )
     rows = evaluation.held_out(client, found.info.run_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = evaluation.download_model(client, model_uri, Path(tmp))
-        loaded = evaluation.load(model_dir, "candidate", found.info.run_id)
-        evaluation.check_served_answers(loaded, rows)
-    metric = settings.gate_metric or metrics.DEFAULT_GATE_METRIC[loaded.contract.task]
+    if found.data.tags.get(SERVED_CHECK_TAG) != "passed":
+        raise PipelineError(
+            "the logged model was not checked as the service loads it: log it with pipeline.notebook.log_model"
+        )
+    try:
+        contract = evaluation.contract_at(client, model_uri)
+    except ContractError as exc:
+        raise PipelineError(f"the logged model cannot be served: {exc}") from None
+    metric = settings.gate_metric or metrics.DEFAULT_GATE_METRIC[contract.task]
     if metric not in found.data.metrics:
         logged = ", ".join(sorted(key for key in found.data.metrics if key in metrics.HIGHER_IS_BETTER))
         raise PipelineError(
-            f"GATE_METRIC {metric} was not logged for this {loaded.contract.task} model (it logged: {logged})"
+            f"GATE_METRIC {metric} was not logged for this {contract.task} model (it logged: {logged})"
         )
-    return loaded.contract, rows, metric
+    return contract, rows, metric
 
 
 def _named_by_run(executed: Path, folder: Path) -> Path:
@@ -128,14 +131,6 @@ def _named_by_run(executed: Path, folder: Path) -> Path:
 
 def _new_embedded_store(settings: PipelineSettings) -> bool:
     return settings.is_embedded_store and not settings.store_file.exists()
-
-
-def _import_tensorflow() -> None:
-    """Checking the logged model needs TensorFlow here too: imported while the kernel trains (about 10 s)."""
-    from pipeline.quiet import quiet_keras
-
-    quiet_keras()
-    import tensorflow  # noqa: F401
 
 
 def _execute(settings: PipelineSettings, executed: Path, values: dict[str, Any], progress_bar: bool) -> None:
