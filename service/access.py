@@ -28,6 +28,7 @@ MIN_KEY_LENGTH = 32
 CALLER = "nbship.caller"  # scope key: the name of the API key that authenticated the request
 OPEN_PATHS = frozenset(
     {"/", "/docs", "/docs/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"}
+    | {"/hooks/mlflow"}  # authenticated by its HMAC signature (service.models.webhook), not by an API key
 )
 OPEN_PREFIXES = ("/static_content/", "/assets/", "/docs/assets/")  # the OpenAPI page's files
 DOCUMENT_PATH = "/docs.json"

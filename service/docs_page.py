@@ -57,7 +57,9 @@ SUMMARIES = {
     ("get", "/healthz"): "Liveness (the same as /livez)",
     ("get", "/readyz"): "Readiness: the model is loaded",
     ("get", "/metrics"): "Prometheus metrics",
+    ("post", "/hooks/mlflow"): "MLflow's alias webhook (signed): followers ask the registry now",
 }
+_PART_OF = {"hooks": "model"}  # paths whose first segment is not their tag
 
 
 class Served(Protocol):
@@ -100,6 +102,7 @@ def _description(served: Served) -> str:
 
 def _tag(path: str, operation: dict[str, Any]) -> str:
     first = path.strip("/").split("/")[0]
+    first = _PART_OF.get(first, first)
     if first in _OUR_TAGS:
         return first
     return "infrastructure" if "Infrastructure" in operation.get("tags", []) else "predict"

@@ -16,18 +16,22 @@ from typing import Any, cast
 import bentoml
 import numpy as np
 from bentoml.exceptions import BentoMLException
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from pipeline.settings import PipelineSettings
 from service import batching
 from service.access import LimitBody, RequireKey
 from service.content_type import RequireJson
 from service.docs_page import DocsPage
+from service.errors import error_document
 from service.jobs.api import BarePath, served_jobs_app
 from service.jobs.settings import JobSettings
 from service.jobs.submit import JobBackend, open_jobs
 from service.json_errors import JsonErrors
 from service.logs import drop_client_errors, quiet_broker_client
+from service.models import webhook
 from service.models.contract import ContractError, ModelContract, read_contract
 from service.models.packaged import lineage_of, load_stored, model_dir
 from service.models.source import SourceSettings, model_source, prometheus_reporter
@@ -98,8 +102,11 @@ class PredictionService:
         )
         lineage = lineage_of(stored).model_copy(update={"bento_model": str(stored.tag)})
         # Which version answers: the packaged one, or (FOLLOW_ALIAS) the registry alias's, as the job worker decides.
+        self.source_settings = SourceSettings()
+        secret = self.source_settings.webhook_secret
+        self.webhook_secret = secret.get_secret_value() if secret else None
         self.models = model_source(
-            packaged, SourceSettings(), lineage.model_dump(exclude_none=True), prometheus_reporter()
+            packaged, self.source_settings, lineage.model_dump(exclude_none=True), prometheus_reporter()
         )
 
     @bentoml.api(
@@ -122,6 +129,24 @@ class PredictionService:
         async def noop(self, instances: list[Any]) -> NoopResponse:
             """Benchmarks only (NOOP_ENDPOINT=1): the HTTP stack's ceiling, parsing the same body."""
             return NoopResponse(rows=len(instances))
+
+    @routes.post("/hooks/mlflow", status_code=202)
+    async def mlflow_webhook(self, request: Request) -> JSONResponse:
+        """MLflow's `model_version_alias.created` webhook, signed with WEBHOOK_SECRET: every follower on this host
+        asks the registry now instead of at its next poll."""
+        secret = self.webhook_secret
+        if secret is None or self.models.status.mode == "pinned":
+            return JSONResponse(error_document("webhooks are off: set FOLLOW_ALIAS and WEBHOOK_SECRET"), 404)
+        body = await request.body()
+        try:
+            event = webhook.verified_event(secret, {k.lower(): v for k, v in request.headers.items()}, body)
+        except webhook.BadDelivery as exc:
+            return JSONResponse(error_document(str(exc)), 401)
+        pipeline = PipelineSettings()
+        if not webhook.names_alias(event, pipeline.model_name, self.source_settings.follow_alias or ""):
+            return JSONResponse({"nudged": False}, 200)
+        webhook.nudge(webhook.nudge_file(pipeline.data_dir, pipeline.model_name))
+        return JSONResponse({"nudged": True}, 202)
 
     @routes.get("/model", response_model=ModelLineage)
     def model_lineage(self) -> ModelLineage:

@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.settings import PROJECT_ROOT
@@ -36,11 +37,14 @@ if TYPE_CHECKING:
     from service.models.loader import LoadedModel
 
 log = logging.getLogger(__name__)
+NUDGE_CHECK_S = 0.1  # how often a follower looks at the nudge file (one stat call)
 SCORE_TOLERANCE = 1e-4  # the served path's score on the held-out rows against the figure the run logged
 
 
 class SourceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=(PROJECT_ROOT / ".env", ".env"), extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=(PROJECT_ROOT / ".env", ".env"), extra="ignore", hide_input_in_errors=True
+    )
 
     follow_alias: str | None = Field(
         default=None,
@@ -48,6 +52,11 @@ class SourceSettings(BaseSettings):
         "Unset: serve the packaged model only (pinned).",
     )
     follow_interval_s: float = Field(default=2.0, gt=0, description="How often a follower asks the registry.")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The secret of an MLflow webhook on model_version_alias.created: POST /hooks/mlflow with a "
+        "valid signature makes every follower on this host ask the registry at once.",
+    )
 
 
 class Model(Protocol):
@@ -102,7 +111,9 @@ class ModelSource(Generic[M]):
         follow: Callable[[ModelSource[M]], None] | None = None,
         mode: str = "pinned",
         on_change: Callable[[str, str], None] | None = None,
+        nudges: Path | None = None,
     ) -> None:
+        """`nudges`: a file whose change (service.models.webhook) makes a follower ask the registry at once."""
         self._current = initial
         self.lineage = lineage or {}  # where the current version comes from (GET /model)
         self.status = Status(mode)
@@ -110,6 +121,7 @@ class ModelSource(Generic[M]):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._follow = follow
+        self._nudges = nudges
 
     @property
     def current(self) -> M:
@@ -152,13 +164,20 @@ class ModelSource(Generic[M]):
             self._thread.join(timeout=30)
 
     def _run(self, interval_s: float) -> None:
+        from service.models.webhook import stamp
+
         assert self._follow is not None
+        seen = stamp(self._nudges) if self._nudges else 0
         while not self._stop.is_set():
             try:
                 self._follow(self)
             except Exception as exc:  # a registry that is down must not stop serving: try again later
                 log.warning("following the alias: %s: %s", type(exc).__name__, exc)
-            self._stop.wait(interval_s)
+            deadline = time.monotonic() + interval_s
+            while not self._stop.wait(min(NUDGE_CHECK_S, interval_s)) and time.monotonic() < deadline:
+                if self._nudges and (now := stamp(self._nudges)) != seen:
+                    seen = now
+                    break  # a webhook said the alias moved: ask now
 
 
 class Follower:
@@ -238,9 +257,12 @@ def model_source(
     if not settings.follow_alias:
         return ModelSource(initial, lineage, on_change=on_change)
     from pipeline.settings import PipelineSettings
+    from service.models.webhook import nudge_file
 
-    follower = Follower(PipelineSettings(), settings.follow_alias)
-    source = ModelSource(initial, lineage, follower, f"following @{settings.follow_alias}", on_change)
+    pipeline = PipelineSettings()
+    follower = Follower(pipeline, settings.follow_alias)
+    nudges = nudge_file(pipeline.data_dir, pipeline.model_name)
+    source = ModelSource(initial, lineage, follower, f"following @{settings.follow_alias}", on_change, nudges)
     source.start(settings.follow_interval_s)
     return source
 

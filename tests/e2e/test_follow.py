@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 from support.job_servers import delete_queues, fresh_job_settings, settings_env
-from support.processes import free_port, running, wait_until
+from support.processes import free_port, http_ok, running, wait_until
 from support.served import served_service
 
 from service.jobs.metrics import bentoml_metrics_dir
@@ -275,5 +275,73 @@ def test_pinned_the_api_and_the_worker_need_no_registry(
             job = client.post("/jobs", json={"instances": champion_store.rows[:2].tolist()}).json()
             done = _finished(client, job["url"])
             assert done["status"] == "succeeded" and done["model"]["version"] == champion_store.version
+    finally:
+        delete_queues(settings)
+
+
+def test_a_signed_mlflow_webhook_makes_every_follower_ask_at_once(
+    registry: Registry, packaged_champion: str, mongo_url: str, amqp_url: str, tmp_path: Path
+) -> None:
+    """A real `mlflow server` on the store delivers `model_version_alias.created`; the followers poll only every
+    60 s, so a switch within seconds is the webhook's doing. A forged delivery is refused."""
+    from cryptography.fernet import Fernet
+    from mlflow import MlflowClient
+    from mlflow.entities.webhook import WebhookAction, WebhookEntity, WebhookEvent
+
+    from pipeline.settings import PipelineSettings
+    from pipeline.ui import ui_command
+
+    secret = "webhook-secret-of-the-test"
+    mlflow_port = free_port()
+    store = PipelineSettings(
+        data_dir=registry.data_dir, mlflow_tracking_uri=None, ui_port=mlflow_port, _env_file=None
+    )
+    tracking = f"http://127.0.0.1:{mlflow_port}"
+    base = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    server_env = base | {
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",  # the service listens on plain HTTP on 127.0.0.1
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+    settings = fresh_job_settings(mongo_url, amqp_url)
+    env = (
+        base
+        | settings_env(settings)
+        | {
+            "DATA_DIR": str(registry.data_dir),  # the nudge file and the download cache
+            "MLFLOW_TRACKING_URI": tracking,
+            "FOLLOW_ALIAS": "champion",
+            "FOLLOW_INTERVAL_S": "60",
+            "WEBHOOK_SECRET": secret,
+            "WORKERS": "2",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        }
+    )
+    try:
+        with (
+            running(ui_command(store), http_ok(f"{tracking}/health"), "mlflow server", tmp_path / "mlflow.log",
+                    env=server_env),
+            served_service(free_port(), env, tmp_path / "service.log") as url,
+            httpx.Client(base_url=url, timeout=30) as client,
+        ):  # fmt: skip
+            registry_client = MlflowClient(tracking)
+            registry_client.set_registered_model_alias(MODEL, "champion", "1")
+            wait_until(lambda: every_worker_on(client, "1"), 90, "the API on version 1")
+            forged = client.post("/hooks/mlflow", content=b"{}", headers={"X-MLflow-Signature": "v1,AAAA"})
+            assert forged.status_code == 401 and forged.json()["detail"].startswith(
+                "not a signed MLflow webhook"
+            )
+            registry_client.create_webhook(
+                name="nbship-followers",
+                url=f"{url}/hooks/mlflow",
+                events=[WebhookEvent(WebhookEntity.MODEL_VERSION_ALIAS, WebhookAction.CREATED)],
+                secret=secret,
+            )
+            moved = time.monotonic()
+            registry_client.set_registered_model_alias(MODEL, "champion", "2")
+            wait_until(lambda: every_worker_on(client, "2"), 30, "both API workers on version 2")
+            elapsed = time.monotonic() - moved
+            print(f"alias moved -> both API workers on version 2: {elapsed:.2f} s (polling every 60 s)")
+            assert elapsed < 20  # far below the 60 s poll: the webhook woke both workers
     finally:
         delete_queues(settings)
