@@ -78,10 +78,9 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Champio
     from pipeline.quiet import quiet
 
     quiet()
-    import mlflow
-    from support.digits import CLASS_NAMES, build_model, fit, load_split
+    from support.digits import build_model, fit, load_split, log_and_register
 
-    from pipeline import lineage, notebook, registry, tracking
+    from pipeline import lineage, registry, tracking
     from pipeline.settings import PipelineSettings
 
     saved_uri = os.environ.get("MLFLOW_TRACKING_URI")
@@ -91,17 +90,9 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Champio
         split = load_split()
         model = build_model(hidden_units=32, learning_rate=0.01, dropout=0.0, seed=0)
         fit(model, split, epochs=1, batch_size=64)
-        with mlflow.start_run(experiment_id=tracking.experiment_id(client, settings)) as run:
-            mlflow.set_tags(lineage.run_tags(settings.notebook, {"epochs": 1}))
-            notebook.log_model(
-                model,
-                task="classification",
-                x_test=split.x_test,
-                y_test=split.y_test,
-                class_names=CLASS_NAMES,
-            )
-            model_uri = client.get_run(run.info.run_id).data.tags[lineage.MODEL_URI_TAG]
-        version = registry.register(client, settings.model_name, model_uri, run.info.run_id, {})
+        tags = lineage.run_tags(settings.notebook, {"epochs": 1})
+        version = log_and_register(client, settings, model, split, tags)
+        run_id = str(version.run_id)
         registry.promote(client, settings.model_name, settings.champion_alias, str(version.version))
         rows = split.x_test[:SERVED_ROWS]
         probabilities = np.asarray(model.predict_on_batch(rows))
@@ -110,15 +101,20 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Champio
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = saved_uri
-    yield ChampionStore(settings.data_dir, str(version.version), run.info.run_id, rows, probabilities)
+    yield ChampionStore(settings.data_dir, str(version.version), run_id, rows, probabilities)
 
 
 def run_pipeline(store: ChampionStore, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m pipeline ARGS` on the store, as a person runs it."""
+    return pipeline_command(store.env(**env), *args)
+
+
+def pipeline_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m pipeline ARGS` with the environment `env`, output captured."""
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
         cwd=PROJECT_ROOT,
-        env=store.env(**env),
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,

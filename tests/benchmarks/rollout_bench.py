@@ -29,7 +29,6 @@ from support.job_servers import delete_queues, ensure_broker, fresh_job_settings
 from support.processes import free_port, http_ok, running, wait_until
 
 from pipeline import registry
-from service.jobs.metrics import bentoml_metrics_dir
 
 TARGET_P99_RATIO = 2.0
 TARGET_SWITCH_S = 10.0
@@ -137,6 +136,8 @@ def measure(env: dict[str, str], row: list[float], work: Path, duration: int) ->
         str(port),
     ]
     worker = [sys.executable, "-m", "service.jobs.worker"]
+    # The workers' samples go where the service's /metrics reads them (its BentoML home's, not this process's).
+    metrics_dir = {"PROMETHEUS_MULTIPROC_DIR": str(Path(env["BENTOML_HOME"]) / "prometheus_multiproc_dir")}
     body = '{"instances": [[' + ", ".join(str(v) for v in row) + "]]}"
     with ExitStack() as stack:
         stack.enter_context(nx_server(work / "nx", nx_port))
@@ -150,7 +151,7 @@ def measure(env: dict[str, str], row: list[float], work: Path, duration: int) ->
                     lambda: True,
                     f"worker {i}",
                     work / f"worker{i}.log",
-                    env=env | {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_metrics_dir())},
+                    env=env | metrics_dir,
                     cwd=ROOT,
                 )
             )
@@ -158,7 +159,11 @@ def measure(env: dict[str, str], row: list[float], work: Path, duration: int) ->
         ]
         client = stack.enter_context(httpx.Client(base_url=url, timeout=30))
         first = client.post("/jobs", json={"instances": [row]}).json()["url"]
-        wait_until(lambda: client.get(first).json()["status"] == "succeeded", 120, "the job workers up")
+        try:
+            wait_until(lambda: client.get(first).json()["status"] == "succeeded", 120, "the job workers up")
+        except TimeoutError:
+            print((work / "worker0.log").read_text()[-3000:], file=sys.stderr)
+            raise
         wrk(f"{url}/predict", body, 8, 3, work, "", "")  # warm-up, not measured
         api_pids = [child.pid for child in psutil.Process(service.pid).children(recursive=True)]
         pids = api_pids + [w.pid for w in workers]
@@ -245,7 +250,11 @@ def render(f: dict[str, object], duration: int) -> str:
     def verdict(ok: bool) -> str:
         return "meets" if ok else "misses"
 
-    last = max(f["api_last_s"], f["job_last_s"])  # type: ignore[type-var]
+    # Every worker has switched once both its first new answer and its last old one are seen.
+    seen = [
+        f[key] for key in ("api_first_s", "api_last_s", "job_first_s", "job_last_s") if f[key] is not None
+    ]
+    last = max(seen)  # type: ignore[type-var]
     return "\n".join(
         [
             header("Rollout benchmark"),

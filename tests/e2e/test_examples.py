@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from support.job_servers import delete_queues, fresh_job_settings, settings_env
 from support.processes import free_port, running
 from support.served import served_service
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, pipeline_command
 from tests.e2e.test_jobs_served import finished
 
 pytestmark = pytest.mark.slow
@@ -70,17 +69,6 @@ class Trained:
     env: dict[str, str]  # the store, the model and the job settings: for the worker
 
 
-def _pipeline(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 @pytest.fixture(scope="module", params=EXAMPLES, ids=[Path(e.notebook).stem for e in EXAMPLES])
 def trained(
     request: pytest.FixtureRequest,
@@ -110,13 +98,13 @@ def trained(
     tracking_uri = f"sqlite:///{data_dir / 'mlflow.db'}"
     data_dir.mkdir()
     client = mlflow.MlflowClient(tracking_uri)
-    done = _pipeline(env, "train", "-p", "epochs", "2", "--no-progress")
+    done = pipeline_command(env, "train", "-p", "epochs", "2", "--no-progress")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "registered" in done.stdout, done.stdout
     found = re.search(r"^run (\w+): registered ", done.stdout, re.MULTILINE)
     assert found, done.stdout
     run_id = found[1]
-    packaged = _pipeline(env, "package")
+    packaged = pipeline_command(env, "package")
     assert packaged.returncode == 0, packaged.stdout + packaged.stderr
 
     rows = held_out(client, run_id)

@@ -24,7 +24,7 @@ from support.processes import free_port, http_ok, running, wait_until
 from support.served import served_service
 
 from service.jobs.metrics import bentoml_metrics_dir
-from tests.conftest import PROJECT_ROOT, ChampionStore
+from tests.conftest import PROJECT_ROOT, ChampionStore, pipeline_command
 
 pytestmark = pytest.mark.slow
 
@@ -40,24 +40,16 @@ class Registry:
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
             "DATA_DIR": str(self.data_dir)
         }
-        return subprocess.run(
-            [sys.executable, "-m", "pipeline", *args],
-            env=env,
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-        )
+        return pipeline_command(env, *args)
 
 
 @pytest.fixture(scope="module")
 def registry(champion_store: ChampionStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A copy of the champion store (version 1) with: version 2, another model of the same contract; version 3,
     a model of 32 inputs; version 4, version 2's model with its weights file damaged."""
-    import mlflow
-    from support.digits import CLASS_NAMES, build_model, fit, load_split
+    from support.digits import build_model, fit, load_split, log_and_register
 
-    from pipeline import lineage, notebook, tracking
-    from pipeline import registry as versions
+    from pipeline import tracking
     from pipeline.settings import PipelineSettings
 
     folder = tmp_path_factory.mktemp("follow")
@@ -79,16 +71,7 @@ def registry(champion_store: ChampionStore, tmp_path_factory: pytest.TempPathFac
                 model.compile(loss="sparse_categorical_crossentropy")
             narrow = split if width == 64 else _narrow(split, width)
             fit(model, narrow, epochs=1, batch_size=64)
-            with mlflow.start_run(experiment_id=tracking.experiment_id(client, settings)) as run:
-                notebook.log_model(
-                    model,
-                    task="classification",
-                    x_test=narrow.x_test,
-                    y_test=narrow.y_test,
-                    class_names=CLASS_NAMES,
-                )
-            uri = client.get_run(run.info.run_id).data.tags[lineage.MODEL_URI_TAG]
-            made = versions.register(client, MODEL, uri, run.info.run_id, {})
+            made = log_and_register(client, settings, model, narrow)
             assert str(made.version) == version
             if width == 64:
                 expected[version] = np.asarray(model.predict_on_batch(champion_store.rows))

@@ -64,3 +64,22 @@ def fit(model: Any, split: Split, epochs: int, batch_size: int) -> Any:
         batch_size=batch_size,
         verbose=0,
     )
+
+
+def log_and_register(
+    client: Any, settings: Any, model: Any, split: Split, tags: dict[str, str] | None = None
+) -> Any:
+    """Log `model` with `split`'s held-out rows as a notebook does (pipeline.notebook.log_model), in a run of its
+    own on `settings`' store, and register it as a new version of `settings.model_name`."""
+    import mlflow
+
+    from pipeline import lineage, notebook, registry, tracking
+
+    with mlflow.start_run(experiment_id=tracking.experiment_id(client, settings)) as run:
+        if tags:
+            mlflow.set_tags(tags)
+        notebook.log_model(
+            model, task="classification", x_test=split.x_test, y_test=split.y_test, class_names=CLASS_NAMES
+        )
+    uri = client.get_run(run.info.run_id).data.tags[lineage.MODEL_URI_TAG]
+    return registry.register(client, settings.model_name, uri, run.info.run_id, {})
