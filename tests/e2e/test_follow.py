@@ -285,6 +285,7 @@ def test_a_signed_mlflow_webhook_makes_every_follower_ask_at_once(
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",  # the service listens on plain HTTP on 127.0.0.1
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
         "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "MLFLOW_WEBHOOK_CACHE_TTL": "1",  # the server caches each event's webhooks (60 s by default)
     }
     settings = fresh_job_settings(mongo_url, amqp_url)
     env = (
@@ -308,18 +309,19 @@ def test_a_signed_mlflow_webhook_makes_every_follower_ask_at_once(
             httpx.Client(base_url=url, timeout=30) as client,
         ):  # fmt: skip
             registry_client = MlflowClient(tracking)
-            registry_client.set_registered_model_alias(MODEL, "champion", "1")
-            wait_until(lambda: every_worker_on(client, "1"), 90, "the API on version 1")
-            forged = client.post("/hooks/mlflow", content=b"{}", headers={"X-MLflow-Signature": "v1,AAAA"})
-            assert forged.status_code == 401 and forged.json()["detail"].startswith(
-                "not a signed MLflow webhook"
-            )
             registry_client.create_webhook(
                 name="nbship-followers",
                 url=f"{url}/hooks/mlflow",
                 events=[WebhookEvent(WebhookEntity.MODEL_VERSION_ALIAS, WebhookAction.CREATED)],
                 secret=secret,
             )
+            registry_client.set_registered_model_alias(MODEL, "champion", "1")
+            wait_until(lambda: every_worker_on(client, "1"), 90, "the API on version 1")
+            forged = client.post("/hooks/mlflow", content=b"{}", headers={"X-MLflow-Signature": "v1,AAAA"})
+            assert forged.status_code == 401 and forged.json()["detail"].startswith(
+                "not a signed MLflow webhook"
+            )
+            time.sleep(2)  # past the server's webhook cache, and the followers' first polls
             moved = time.monotonic()
             registry_client.set_registered_model_alias(MODEL, "champion", "2")
             wait_until(lambda: every_worker_on(client, "2"), 30, "both API workers on version 2")
