@@ -3,10 +3,12 @@
 OpenAPI page at `/` and `/docs.json`). With `API_KEYS` set, all but health, readiness, metrics and the OpenAPI
 document need a bearer key; bodies over `MAX_BODY_BYTES` are refused (service/access.py).
 
-Serve the packaged champion with `bentoml serve service.service:PredictionService` (or `nox -s serve`).
-Defining the service reads `ServiceSettings` (the batching bounds are part of the API's definition) and
-nothing else: each worker loads the model once, in `__init__`, and opens the job store and broker clients
-(`JobSettings`) when its job app starts; a store or broker that is down fails only the job requests (503).
+Serve the packaged champion with `bentoml serve service.service:PredictionService` (or `nox -s serve`, which
+follows `@champion`: FOLLOW_ALIAS, service/models/source.py; `POST /hooks/mlflow` takes MLflow's alias webhook).
+Defining the service reads `ServiceSettings` (the batching bounds are part of the API's definition) and the
+packaged model's contract from its MLmodel file (the request and answer shapes of the API and its document):
+each worker loads the model once, in `__init__`, and opens the job store and broker clients (`JobSettings`) when
+its job app starts; a store or broker that is down fails only the job requests (503).
 """
 
 from collections.abc import Iterator
@@ -103,6 +105,7 @@ class PredictionService:
         lineage = lineage_of(stored).model_copy(update={"bento_model": str(stored.tag)})
         # Which version answers: the packaged one, or (FOLLOW_ALIAS) the registry alias's, as the job worker decides.
         self.source_settings = SourceSettings()
+        self.pipeline_settings = PipelineSettings()  # the registry a follower asks, and its data folder
         secret = self.source_settings.webhook_secret
         self.webhook_secret = secret.get_secret_value() if secret else None
         self.models = model_source(
@@ -142,7 +145,7 @@ class PredictionService:
             event = webhook.verified_event(secret, {k.lower(): v for k, v in request.headers.items()}, body)
         except webhook.BadDelivery as exc:
             return JSONResponse(error_document(str(exc)), 401)
-        pipeline = PipelineSettings()
+        pipeline = self.pipeline_settings
         if not webhook.names_alias(event, pipeline.model_name, self.source_settings.follow_alias or ""):
             return JSONResponse({"nudged": False}, 200)
         webhook.nudge(webhook.nudge_file(pipeline.data_dir, pipeline.model_name))
