@@ -217,10 +217,12 @@ class Follower:
 
         client, name, version = self._client, self._pipeline.model_name, str(holder.version)
         folder = self._pipeline.data_dir / "served" / name / version
+        # A download that fails (the registry or its artifact store is away) is tried again at the next poll;
+        # a version whose files are there but do not load is refused.
+        model_dir = evaluation.download_model(client, f"models:/{name}/{version}", folder)
         try:
-            model_dir = evaluation.download_model(client, f"models:/{name}/{version}", folder)
             candidate = evaluation.load(model_dir, name, version)  # traces the graph: the warm-up
-        except (PipelineError, OSError) as exc:
+        except PipelineError as exc:
             raise CandidateRefused(f"cannot be loaded: {exc}") from None
         except Exception as exc:  # a damaged artifact fails in Keras or MLflow in many ways
             raise CandidateRefused(f"cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from None
