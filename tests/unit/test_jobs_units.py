@@ -95,8 +95,9 @@ def claimed(job_id: str, n: int, first: float) -> ClaimedJob:
 
 def test_one_bad_job_does_not_fail_its_batch() -> None:
     metrics = JobMetrics(CollectorRegistry())
-    worker = Worker(JobSettings(_env_file=None), store=None, predictor=Model(), metrics=metrics)  # type: ignore[arg-type]
-    outcomes, failures = worker._predict([claimed("a", 2, 1), claimed("b", 1, -1), claimed("c", 3, 1)])
+    worker = Worker(JobSettings(_env_file=None), store=None, models=Model(), metrics=metrics)  # type: ignore[arg-type]
+    jobs = [claimed("a", 2, 1), claimed("b", 1, -1), claimed("c", 3, 1)]
+    outcomes, failures = worker._predict(jobs, Model())
     assert [(o.job.id, len(o.result["probabilities"])) for o in outcomes] == [("a", 2), ("c", 3)]
     assert outcomes[0].result["predictions"] == [0, 0]
     assert [(f.job.id, f.error) for f in failures] == [("b", "ValueError: negative pixel")]
