@@ -112,7 +112,8 @@ def job_view(document: dict[str, Any]) -> dict[str, Any]:
         "id": document["_id"],
         "status": document["status"],
         "n_rows": document["n_rows"],
-        "attempts": document.get("attempts", 0),
+        "attempts": document.get("attempts", 0),  # prediction attempts (the running one included)
+        "lease_losses": document.get("lease_losses", 0),  # leases lost with a worker
     }
     for key in ("result", "model", "error", "idempotency_key"):
         if key in document:

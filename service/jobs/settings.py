@@ -26,9 +26,17 @@ class JobSettings(BaseSettings):
         default=5,
         ge=1,
         description=(
-            "Claims of a job before it fails for good: a failed prediction and a lease lost with its worker (killed, "
-            "or cut off from the store) both count, as SQS's maxReceiveCount does, so that a job that kills its "
-            "worker ends too. Five leaves room for infrastructure faults: the chaos soak saw jobs reach a third claim."
+            "Prediction attempts of a job before it fails for good: a failed prediction (an exception) is retried "
+            "with backoff until then. A lease lost with its worker does not count: see MAX_LEASE_LOSSES."
+        ),
+    )
+    max_lease_losses: int = Field(
+        default=20,
+        ge=1,
+        description=(
+            "Leases of a job that may run out in a worker's hands (killed, or cut off from the store): at this "
+            "many the job fails for good, as one that kills every worker that takes it must end too. Larger than "
+            "MAX_ATTEMPTS, so that a healthy job survives many worker deaths."
         ),
     )
     retry_delay_s: float = Field(default=2.0, ge=0.0, description="First retry delay, doubled per attempt.")

@@ -43,7 +43,16 @@ KEY_NAMESPACE = b"nbship.job-id.v2"
 # Fields a poller sees (and the owner, checked before showing them); the inputs and claim bookkeeping stay.
 VIEW = {"inputs": 0, "claim": 0, "lease_until": 0, "published": 0, "payload_sha256": 0}
 # What a worker needs of a claimed job.
-CLAIMED = {"inputs": 1, "dtype": 1, "row_shape": 1, "n_rows": 1, "attempts": 1, "created_at": 1, "claim": 1}
+CLAIMED = {
+    "inputs": 1,
+    "dtype": 1,
+    "row_shape": 1,
+    "n_rows": 1,
+    "attempts": 1,
+    "lease_losses": 1,
+    "created_at": 1,
+    "claim": 1,
+}
 
 
 class StoreUnavailable(Exception):
@@ -71,8 +80,9 @@ class ClaimedJob:
     id: str
     claim: str  # the claim token: results are written only while the claim is still this one
     rows: np.ndarray
-    attempts: int
+    attempts: int  # prediction attempts, this one included; a lost lease gives its attempt back
     created_at: dt.datetime
+    lease_losses: int = 0  # leases of this job that ran out in a worker's hands
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,7 @@ class JobStore:
             "dtype": rows.dtype.newbyteorder("<").str,
             "row_shape": list(rows.shape[1:]),
             "attempts": 0,
+            "lease_losses": 0,
             "published": False,
             "created_at": dt.datetime.now(dt.UTC),
         }
@@ -177,35 +188,45 @@ class JobStore:
     def claim(self, job_ids: Sequence[str]) -> list[ClaimedJob]:
         """Claim the claimable jobs among `job_ids`: queued, or running with an expired lease.
 
-        One update (atomic per document on both servers) tags the claimed jobs with a fresh token, one read
-        returns exactly those; a job another worker holds is not returned. Both select by `_id` first, so
-        neither scans the collection.
+        Two budgets (DESIGN.md): a queued job starts a prediction attempt (`attempts` + 1) if it has attempts
+        left; an expired lease taken over counts a lost lease (`lease_losses` + 1) instead, and the attempt
+        it interrupted is run again under the same number, if the job has lease losses left (the sweeper fails
+        the others). Each update is atomic per document on both servers and tags the claimed jobs with one
+        fresh token, one read returns exactly those; a job another worker holds is not returned. All select
+        by `_id` first, so none scans the collection; the second update runs only when the first one did not
+        claim every job (a redelivery, or a take-over).
         """
         token = uuid.uuid4().hex
         now = time.time()
         ids = list(job_ids)
+        claimed = {"status": "running", "claim": token, "lease_until": now + self._settings.lease_s}
         with _reachable():
-            self._unjournaled.update_many(
+            fresh = self._unjournaled.update_many(
                 {
                     "_id": {"$in": ids},
+                    "status": {"$eq": "queued"},
                     "attempts": {"$lt": self._settings.max_attempts},
-                    "$or": [
-                        {"status": {"$eq": "queued"}},
-                        {"status": {"$eq": "running"}, "lease_until": {"$lt": now}},
-                    ],
                 },
-                {
-                    "$set": {
-                        "status": "running",
-                        "claim": token,
-                        "lease_until": now + self._settings.lease_s,
-                    },
-                    "$inc": {"attempts": 1},
-                    "$currentDate": {"started_at": True},
-                },
+                {"$set": claimed, "$inc": {"attempts": 1}, "$currentDate": {"started_at": True}},
             )
-            claimed = self._jobs.find({"_id": {"$in": ids}, "claim": {"$eq": token}}, CLAIMED)
-            return [_claimed(doc) for doc in claimed]
+            if fresh.modified_count < len(ids):
+                self._unjournaled.update_many(
+                    {
+                        "_id": {"$in": ids},
+                        "status": {"$eq": "running"},
+                        "lease_until": {"$lt": now},
+                        **self._lease_losses_left(),
+                    },
+                    {"$set": claimed, "$inc": {"lease_losses": 1}, "$currentDate": {"started_at": True}},
+                )
+            documents = self._jobs.find({"_id": {"$in": ids}, "claim": {"$eq": token}}, CLAIMED)
+            return [_claimed(doc) for doc in documents]
+
+    def _lease_losses_left(self) -> dict[str, Any]:
+        """Jobs whose next lost lease is not their last allowed one. A job written before lease losses were
+        counted has none: `$exists`, as nx-27017 has no `$not`."""
+        below = {"$lt": self._settings.max_lease_losses - 1}
+        return {"$or": [{"lease_losses": below}, {"lease_losses": {"$exists": False}}]}
 
     def succeed(self, outcomes: Sequence[Outcome], model: dict[str, str]) -> int:
         """Every result of a micro-batch in one round trip; returns how many were written (claims still ours)."""
@@ -239,38 +260,47 @@ class JobStore:
             )
             return updated.modified_count == 1
 
-    def fail(self, job: ClaimedJob, error: str) -> bool:
+    def fail(self, job: ClaimedJob, error: str, lease_lost: bool = False) -> bool:
+        """Fail for good; `lease_lost`: the job's lease ran out once too often, and that loss is counted."""
+        update: dict[str, Any] = {
+            "$set": {"status": "failed", "error": error},
+            "$currentDate": {"finished_at": True},
+        }
+        if lease_lost:
+            update["$inc"] = {"lease_losses": 1}
         with _reachable():
-            updated = self._jobs.update_one(
-                {"_id": job.id, "claim": job.claim, "status": "running"},
-                {"$set": {"status": "failed", "error": error}, "$currentDate": {"finished_at": True}},
-            )
+            updated = self._jobs.update_one({"_id": job.id, "claim": job.claim, "status": "running"}, update)
             return updated.modified_count == 1
 
-    def expired_out_of_attempts(self, limit: int = 100) -> list[ClaimedJob]:
-        """Jobs whose last allowed attempt's lease ran out (the worker died every time), as their holder would
-        see them: the caller fails them with `fail`, which also takes care of a holder that was only slow."""
+    def expired_out_of_lease_budget(self, limit: int = 100) -> list[ClaimedJob]:
+        """Jobs whose lease ran out with their last allowed lease loss (a job that kills every worker that takes
+        it), as their holder would see them: the caller fails them with `fail(..., lease_lost=True)`, which also
+        takes care of a holder that was only slow. Neither `claim` nor `requeue_expired` takes them."""
         with _reachable():
             cursor = self._jobs.find(
                 {
                     "status": {"$eq": "running"},
                     "lease_until": {"$lt": time.time()},
-                    "attempts": {"$gte": self._settings.max_attempts},
+                    "lease_losses": {"$gte": self._settings.max_lease_losses - 1},
                 },
                 CLAIMED,
             ).limit(limit)
             return [_claimed(doc) for doc in cursor]
 
     def requeue_expired(self) -> int:
-        """Expired leases with attempts left (a worker died): queued again, for the sweeper to publish."""
+        """Expired leases with lease losses left (a worker died): queued again, for the sweeper to publish. The
+        loss is counted, and the prediction attempt it interrupted is given back: it did not end."""
         with _reachable():
             requeued = self._jobs.update_many(
                 {
                     "status": {"$eq": "running"},
                     "lease_until": {"$lt": time.time()},
-                    "attempts": {"$lt": self._settings.max_attempts},
+                    **self._lease_losses_left(),
                 },
-                {"$set": {"status": "queued", "published": False}},
+                {
+                    "$set": {"status": "queued", "published": False},
+                    "$inc": {"attempts": -1, "lease_losses": 1},
+                },
             )
             return requeued.modified_count
 
@@ -303,6 +333,7 @@ def _claimed(document: dict[str, Any]) -> ClaimedJob:
         ),
         attempts=document["attempts"],
         created_at=document["created_at"],
+        lease_losses=document.get("lease_losses", 0),
     )
 
 

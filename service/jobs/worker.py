@@ -46,7 +46,7 @@ from service.models.source import ModelSource
 
 log = logging.getLogger(__name__)
 
-LEASE_EXPIRED = "the worker stopped during every attempt (lease expired)"
+LEASE_EXPIRED = "the worker stopped during every attempt (lease expired)"  # MAX_LEASE_LOSSES times
 BACKLOG = ("queued", "running")
 RESULT_DECIMALS = 6  # results are stored: six decimals keep them exact enough and a third of the size
 
@@ -206,21 +206,32 @@ class Worker:
     def _give_back(self, failure: Failure) -> None:
         """Retry later with a doubled delay, or fail for good into the dead-letter queue."""
         job, settings = failure.job, self._settings
-        message = JobMessage(job.id, len(job.rows)).encode()
         if job.attempts >= settings.max_attempts:
-            if self._store.fail(job, failure.error):
-                headers = {"error": failure.error[:500], "attempts": job.attempts}
-                self._publisher.publish(settings.dead_letter_queue, message, headers=headers)
-                self._metrics.done("failed", job.created_at)
+            self._dead_letter(failure)
             return
         if self._store.retry(job, failure.error):
             delay_ms = int(1000 * settings.retry_delay_s * 2 ** (job.attempts - 1))
+            message = JobMessage(job.id, len(job.rows)).encode()
             self._publisher.publish(settings.retry_queue, message, expiration_ms=delay_ms)
 
+    def _dead_letter(self, failure: Failure, lease_lost: bool = False) -> None:
+        """Fail for good (`lease_lost`: the last allowed lease ran out) and dead-letter the message."""
+        job = failure.job
+        if self._store.fail(job, failure.error, lease_lost=lease_lost):
+            headers = {
+                "error": failure.error[:500],
+                "attempts": job.attempts,
+                "lease_losses": job.lease_losses + lease_lost,
+            }
+            message = JobMessage(job.id, len(job.rows)).encode()
+            self._publisher.publish(self._settings.dead_letter_queue, message, headers=headers)
+            self._metrics.done("failed", job.created_at)
+
     def _sweep(self, channel: BlockingChannel) -> None:
-        # Out of attempts: failed and dead-lettered like any job that failed every attempt.
-        for job in self._store.expired_out_of_attempts():
-            self._give_back(Failure(job, LEASE_EXPIRED))
+        # Out of lease budget (the job's worker died every time): failed and dead-lettered, as a job whose every
+        # prediction failed is, with a reason that says so.
+        for job in self._store.expired_out_of_lease_budget():
+            self._dead_letter(Failure(job, LEASE_EXPIRED), lease_lost=True)
         if requeued := self._store.requeue_expired():
             log.warning("expired leases: %d jobs queued again", requeued)
         unpublished = self._store.unpublished()

@@ -76,7 +76,8 @@ def render(config: ChaosConfig, results: list[tuple[str, PhaseResult]]) -> str:
         f"Stack per phase on 127.0.0.1: nx-27017 (fresh data dir), the service (1 server worker), "
         f"{config.workers} job workers (`python -m service.jobs.worker`, the @champion Keras model), the local "
         f"RabbitMQ (queues of the phase's own). Job settings: the defaults (prefetch {job.prefetch}, "
-        f"B={job.batch_size} rows, T={job.batch_wait_ms} ms, {job.max_attempts} attempts, publish grace "
+        f"B={job.batch_size} rows, T={job.batch_wait_ms} ms, {job.max_attempts} attempts, "
+        f"{job.max_lease_losses} lost leases, publish grace "
         f"{job.publish_grace_s:.0f} s) but the lease, {config.lease_s:.0f} s instead of 60 s, and the sweep "
         f"interval, {config.sweep_interval_s:.0f} s instead of 5 s, so that a killed worker's batch is taken "
         "over within the run.\n",
@@ -107,7 +108,8 @@ def render(config: ChaosConfig, results: list[tuple[str, PhaseResult]]) -> str:
     )
     row("final states", lambda r: states(r.statuses))
     row("result writes per job (writes: jobs)", lambda r: states(r.result_writes))
-    row("attempts per job (attempts: jobs)", lambda r: states(r.attempts))
+    row("prediction attempts per job (attempts: jobs)", lambda r: states(r.attempts))
+    row("lost leases per job (losses: jobs)", lambda r: states(r.lease_losses))
     row("dead-letter queue", lambda r: len(r.dead_letters) or "empty")
     row("main / retry queue at the end", lambda r: f"{r.queues['main']} / {r.queues['retry']}")
     row("processes that exited on their own", lambda r: ", ".join(r.crashed) or "none")

@@ -24,6 +24,10 @@ def test_killed_workers_and_restarted_servers_lose_no_job_and_write_none_twice(
     champion_store: ChampionStore, packaged_champion: str, amqp_url: str, tmp_path: Path
 ) -> None:
     result = run_phase(CONFIG, champion_store.env(), tmp_path, amqp_url)
+    print(  # the two budgets, as the soak spent them (pytest -s)
+        f"chaos: faults {[f.kind for f in result.faults]}, final {result.statuses}, prediction attempts "
+        f"{result.attempts}, lost leases {result.lease_losses}, 503s {result.answers()['503']}"
+    )
 
     # Not vacuous: every fault happened, each with jobs in flight (a kill: jobs running, a batch in hand).
     kinds = [fault.kind for fault in result.faults]

@@ -18,11 +18,12 @@ def test_claim_is_exclusive_until_the_lease_expires(job_settings) -> None:
     store = connect_store(job_settings.model_copy(update={"lease_s": 0.5}))
     job = store.create(np.ones((2, 64), dtype=np.float32))
     first = store.claim([job.id])
-    assert [(c.id, c.attempts, c.rows.shape) for c in first] == [(job.id, 1, (2, 64))]
+    assert [(c.id, c.attempts, c.lease_losses, c.rows.shape) for c in first] == [(job.id, 1, 0, (2, 64))]
     assert store.claim([job.id]) == []  # held
     time.sleep(0.6)
     second = store.claim([job.id])
-    assert [c.attempts for c in second] == [2]
+    # A lost lease, not a second prediction attempt: the interrupted attempt runs again under its number.
+    assert [(c.attempts, c.lease_losses) for c in second] == [(1, 1)]
     # The first claim's late result is refused: one result per job, from the current claim holder.
     assert store.succeed([Outcome(first[0], {"predictions": [0, 0]})], {"name": "m", "version": "1"}) == 0
     assert store.succeed([Outcome(second[0], {"predictions": [0, 0]})], {"name": "m", "version": "1"}) == 1
@@ -30,18 +31,56 @@ def test_claim_is_exclusive_until_the_lease_expires(job_settings) -> None:
     store.close()
 
 
-def test_expired_leases_are_requeued_or_failed_when_out_of_attempts(job_settings) -> None:
-    store = connect_store(job_settings.model_copy(update={"lease_s": 0.1, "max_attempts": 2}))
-    once, twice = (store.create(np.zeros((1, 64), dtype=np.float32)) for _ in range(2))
-    store.claim([twice.id])
+def test_expired_leases_are_requeued_or_failed_when_out_of_lease_budget(job_settings) -> None:
+    settings = job_settings.model_copy(update={"lease_s": 0.1, "max_attempts": 1, "max_lease_losses": 3})
+    store = connect_store(settings)
+    once, often = (store.create(np.zeros((1, 64), dtype=np.float32)) for _ in range(2))
+    for _ in range(2):  # lost twice: more often than max_attempts, each time taken over by a claim
+        store.claim([often.id])
+        time.sleep(0.2)
+    assert [(c.attempts, c.lease_losses) for c in store.claim([once.id, often.id])] == [(1, 0), (1, 2)]
     time.sleep(0.2)
-    store.claim([once.id, twice.id])
-    time.sleep(0.2)
-    assert [(job.id, job.attempts) for job in store.expired_out_of_attempts()] == [(twice.id, 2)]
+    # `often`'s next loss is its third: no claim takes it, the requeue leaves it to the sweeper.
+    assert store.claim([often.id]) == []
+    assert [(job.id, job.attempts, job.lease_losses) for job in store.expired_out_of_lease_budget()] == [
+        (often.id, 1, 2)
+    ]
     assert store.requeue_expired() == 1
-    assert store.get(once.id)["status"] == "queued"
-    assert store.get(twice.id)["status"] == "running"  # the worker's sweeper fails and dead-letters it
+    assert {k: store.get(once.id)[k] for k in ("status", "attempts", "lease_losses")} == {
+        "status": "queued",
+        "attempts": 0,  # the interrupted attempt is given back
+        "lease_losses": 1,
+    }
+    assert store.get(often.id)["status"] == "running"  # the worker's sweeper fails and dead-letters it
+    (held,) = store.expired_out_of_lease_budget()
+    assert store.fail(held, "lost", lease_lost=True)
+    assert {k: store.get(often.id)[k] for k in ("status", "attempts", "lease_losses")} == {
+        "status": "failed",
+        "attempts": 1,
+        "lease_losses": 3,
+    }
     assert [d["_id"] for d in store.unpublished()] == []  # inside the publish grace period
+    store.close()
+
+
+def test_a_job_written_before_lease_losses_were_counted_is_still_requeued_and_claimed(job_settings) -> None:
+    store = connect_store(job_settings.model_copy(update={"lease_s": 0.1}))
+    job = store.create(np.zeros((1, 64), dtype=np.float32))
+    raw = MongoClient(job_settings.mongo_url)[job_settings.mongo_database]["jobs"]
+    raw.update_one({"_id": job.id}, {"$unset": {"lease_losses": ""}})
+    (claimed,) = store.claim([job.id])
+    assert claimed.lease_losses == 0
+    time.sleep(0.2)
+    assert [(c.attempts, c.lease_losses) for c in store.claim([job.id])] == [(1, 1)]  # taken over
+    raw.update_one({"_id": job.id}, {"$unset": {"lease_losses": ""}})
+    time.sleep(0.2)
+    assert store.requeue_expired() == 1
+    assert {k: store.get(job.id)[k] for k in ("status", "attempts", "lease_losses")} == {
+        "status": "queued",
+        "attempts": 0,
+        "lease_losses": 1,
+    }
+    raw.database.client.close()
     store.close()
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from support.processes import free_port, wait_until
 
 from service.jobs.api import create_jobs_app
 from service.jobs.queue import JobMessage, Publisher, ThreadPublishers, declare_queues
-from service.jobs.store import connect_store
+from service.jobs.store import JobStore, connect_store
 from service.jobs.submit import JobSubmitter
 from service.jobs.worker import LEASE_EXPIRED
 
@@ -37,7 +38,9 @@ def test_a_job_that_always_fails_ends_failed_in_the_dead_letter_queue(
     documents = kit.wait_final(store, [*good, poison], timeout_s=30)
     assert all(documents[job_id]["status"] == "succeeded" for job_id in good)
     failed = documents[poison]
+    # Prediction failures spend the attempts, not the lease budget.
     assert failed["status"] == "failed" and failed["attempts"] == job_settings.max_attempts
+    assert failed["lease_losses"] == 0 and job_settings.max_lease_losses > job_settings.max_attempts
     assert failed["error"] == "RuntimeError: poison row"
 
     connection = pika.BlockingConnection(pika.URLParameters(job_settings.amqp_url))
@@ -50,28 +53,64 @@ def test_a_job_that_always_fails_ends_failed_in_the_dead_letter_queue(
     connection.close()
     by_body = dict(dead)
     assert by_body[b"not a job message"].get("x-death")  # rejected by the worker, dead-lettered by the broker
-    assert by_body[JobMessage(poison, 1).encode()]["attempts"] == job_settings.max_attempts
+    assert by_body[JobMessage(poison, 1).encode()] == {
+        "error": "RuntimeError: poison row",
+        "attempts": job_settings.max_attempts,
+        "lease_losses": 0,
+    }
+
+
+def lose_leases(store: JobStore, job_id: str, times: int, lease_s: float) -> None:
+    """A worker takes the job and dies with it in hand, `times` times: no result, no ack. Every other loss is
+    requeued by a sweep, the others taken over by the next claim: both count."""
+    (claimed,) = store.claim([job_id])
+    for loss in range(1, times):
+        time.sleep(lease_s + 0.05)
+        if loss % 2 == 0:
+            assert store.requeue_expired() == 1
+        (claimed,) = store.claim([job_id])
+        assert (claimed.attempts, claimed.lease_losses) == (1, loss)
+    time.sleep(lease_s + 0.05)  # the last lease runs out too
+
+
+def test_a_job_survives_more_lost_leases_than_attempts_and_succeeds(
+    job_settings, store, fake_model, start_worker, kit
+) -> None:
+    settings = job_settings.model_copy(
+        update={"lease_s": 0.2, "max_attempts": 2, "max_lease_losses": 8, "publish_grace_s": 0.0}
+    )
+    dying = connect_store(settings)
+    job = dying.create(np.ones((2, 64), dtype=np.float32))
+    lose_leases(dying, job.id, 5, settings.lease_s)  # the fifth loss is found by the worker's sweeper
+    dying.close()
+    start_worker(fake_model, settings)  # its sweeper requeues the expired lease and publishes the job
+
+    done = kit.wait_final(store, [job.id], timeout_s=30)[job.id]
+    assert done["status"] == "succeeded" and len(done["result"]["predictions"]) == 2
+    assert (done["attempts"], done["lease_losses"]) == (1, 5)
+    assert kit.queue_depth(settings, settings.dead_letter_queue) == 0
 
 
 def test_a_job_whose_lease_expired_on_every_attempt_ends_failed_in_the_dead_letter_queue(
     job_settings, store, fake_model, start_worker, kit
 ) -> None:
-    settings = job_settings.model_copy(update={"lease_s": 0.1, "max_attempts": 1})
+    settings = job_settings.model_copy(update={"lease_s": 0.1, "max_attempts": 1, "max_lease_losses": 4})
     dying = connect_store(settings)
     job = dying.create(np.ones((2, 64), dtype=np.float32))
-    assert len(dying.claim([job.id])) == 1  # a worker took it and died: no result, no ack
+    lose_leases(dying, job.id, 4, settings.lease_s)  # the budget: no claim takes the job again
+    assert dying.claim([job.id]) == [] and dying.requeue_expired() == 0
     dying.close()
     start_worker(fake_model, settings)  # its sweeper finds the expired lease
 
     failed = kit.wait_final(store, [job.id], timeout_s=30)[job.id]
-    assert failed["status"] == "failed" and failed["attempts"] == 1
+    assert failed["status"] == "failed" and (failed["attempts"], failed["lease_losses"]) == (1, 4)
     assert failed["error"] == LEASE_EXPIRED
     wait_until(lambda: kit.queue_depth(settings, settings.dead_letter_queue) == 1, 10, "the dead letter")
     connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
     _, properties, body = connection.channel().basic_get(settings.dead_letter_queue, auto_ack=True)
     connection.close()
     assert body == JobMessage(job.id, 2).encode()
-    assert properties.headers == {"error": LEASE_EXPIRED, "attempts": 1}
+    assert properties.headers == {"error": LEASE_EXPIRED, "attempts": 1, "lease_losses": 4}
     assert fake_model.seen == []
 
 
@@ -149,8 +188,10 @@ def test_a_worker_killed_mid_batch_loses_nothing(job_settings, store, submitter,
     assert all(len(d["result"]["predictions"]) == 1 for d in documents.values())
     assert store.counts() == {"queued": 0, "running": 0, "succeeded": 80, "failed": 0}
     # The batch in hand was claimed again once its lease ran out; untouched jobs were claimed once.
-    assert all(documents[job_id]["attempts"] >= 2 for job_id in in_hand)
-    assert all(d["attempts"] == 1 for job_id, d in documents.items() if job_id not in in_hand)
+    # Lost leases, not prediction attempts: every job succeeded at its first attempt.
+    assert all(documents[job_id]["lease_losses"] >= 1 for job_id in in_hand)
+    assert all(d["lease_losses"] == 0 for job_id, d in documents.items() if job_id not in in_hand)
+    assert {d["attempts"] for d in documents.values()} == {1}
 
 
 def test_two_workers_never_process_one_job_twice(

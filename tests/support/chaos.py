@@ -80,7 +80,15 @@ class ChaosConfig:
     def job_settings(self, mongo_url: str, amqp_url: str) -> JobSettings:
         """Production defaults (prefetch, batch size and wait, attempts, grace) but the lease and sweep."""
         defaults = JobSettings(_env_file=None)  # type: ignore[call-arg]
-        keep = ("prefetch", "batch_size", "batch_wait_ms", "retry_delay_s", "publish_grace_s", "max_attempts")
+        keep = (
+            "prefetch",
+            "batch_size",
+            "batch_wait_ms",
+            "retry_delay_s",
+            "publish_grace_s",
+            "max_attempts",
+            "max_lease_losses",
+        )
         overrides = {name: getattr(defaults, name) for name in keep}
         return fresh_job_settings(
             mongo_url,
@@ -123,7 +131,8 @@ class PhaseResult:
     faults: list[Fault]
     statuses: dict[str, int]
     result_writes: dict[int, int]  # writes per job -> jobs
-    attempts: dict[int, int]  # attempts per job -> jobs
+    attempts: dict[int, int]  # prediction attempts per job -> jobs
+    lease_losses: dict[int, int]  # leases lost with a worker (or the store) per job -> jobs
     missing: int  # accepted jobs with no document
     unexpected: int  # documents of jobs no client had accepted
     bad_results: int  # succeeded jobs without one prediction per row
@@ -151,7 +160,7 @@ class PhaseResult:
     @property
     def reclaimed(self) -> int:
         """Jobs claimed more than once: a worker (or the store) went away while they were in hand."""
-        return sum(n for attempts, n in self.attempts.items() if attempts > 1)
+        return sum(n for losses, n in self.lease_losses.items() if losses > 0)
 
     def problems(self) -> list[str]:
         """What breaks the job layer's contract (or the soak's own premises); empty when all held."""
@@ -562,7 +571,8 @@ def _check(
     queues: dict[str, int],
     submit_s: float,
 ) -> PhaseResult:
-    fields = {"status": 1, "attempts": 1, "result_writes": 1, "n_rows": 1, "model": 1, "result": 1}
+    fields = {"status": 1, "attempts": 1, "lease_losses": 1, "result_writes": 1, "n_rows": 1, "model": 1}
+    fields |= {"result": 1}
     fields |= {"created_at": 1, "finished_at": 1}
     documents = {d["_id"]: d for d in store.jobs.find({}, fields)}
     accepted = {s.job_id: s for s in clients.submissions if s.job_id}
@@ -583,6 +593,7 @@ def _check(
         statuses=dict(collections.Counter(d["status"] for d in ours)),
         result_writes=dict(collections.Counter(int(d.get("result_writes", 0)) for d in ours)),
         attempts=dict(collections.Counter(int(d.get("attempts", 0)) for d in ours)),
+        lease_losses=dict(collections.Counter(int(d.get("lease_losses", 0)) for d in ours)),
         missing=len(accepted) - len(ours),
         unexpected=len(set(documents) - set(accepted)),
         bad_results=bad,

@@ -53,7 +53,11 @@ def test_job_view_reports_durations_once_finished() -> None:
         "model": {"name": "m", "version": "2"}, "created_at": t0,
         "started_at": t0 + dt.timedelta(seconds=1), "finished_at": t0 + dt.timedelta(seconds=3),
     }  # fmt: skip
-    view = job_view(document)
+    view = job_view(document | {"lease_losses": 2})
+    assert (view["attempts"], view["lease_losses"]) == (
+        1,
+        2,
+    )  # prediction attempts; leases lost with a worker
     assert view["timings"] | {} == {
         "created_at": "2026-01-01T00:00:00+00:00",
         "started_at": "2026-01-01T00:00:01+00:00",
@@ -64,6 +68,7 @@ def test_job_view_reports_durations_once_finished() -> None:
     }
     queued = job_view({"_id": "b" * 32, "status": "queued", "n_rows": 2, "created_at": t0})
     assert "result" not in queued and "queued_s" not in queued["timings"]
+    assert (queued["attempts"], queued["lease_losses"]) == (0, 0)  # a document from before the counters
 
 
 def test_the_bare_mount_path_is_served_without_a_redirect() -> None:
@@ -95,8 +100,9 @@ def claimed(job_id: str, n: int, first: float) -> ClaimedJob:
 
 def test_one_bad_job_does_not_fail_its_batch() -> None:
     metrics = JobMetrics(CollectorRegistry())
-    worker = Worker(JobSettings(_env_file=None), store=None, predictor=Model(), metrics=metrics)  # type: ignore[arg-type]
-    outcomes, failures = worker._predict([claimed("a", 2, 1), claimed("b", 1, -1), claimed("c", 3, 1)])
+    worker = Worker(JobSettings(_env_file=None), store=None, models=Model(), metrics=metrics)  # type: ignore[arg-type]
+    jobs = [claimed("a", 2, 1), claimed("b", 1, -1), claimed("c", 3, 1)]
+    outcomes, failures = worker._predict(jobs, Model())
     assert [(o.job.id, len(o.result["probabilities"])) for o in outcomes] == [("a", 2), ("c", 3)]
     assert outcomes[0].result["predictions"] == [0, 0]
     assert [(f.job.id, f.error) for f in failures] == [("b", "ValueError: negative pixel")]
