@@ -15,6 +15,7 @@ names another version. `python -m pipeline rollback` moves the alias back, and f
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -269,15 +270,15 @@ def model_source(
     return source
 
 
-def prometheus_reporter(registry: Any = None) -> Callable[[str, str], None]:
-    """Switches and refusals as counters, and the version answering, in prometheus_client's registry (BentoML's
-    `/metrics` shows them for the API; a worker's metrics port for the worker)."""
-    from prometheus_client import REGISTRY, Counter
-
-    changes = Counter(
-        "nbship_model_changes",
-        "Versions a follower switched to or refused.",
-        ["result"],
-        registry=registry or REGISTRY,
-    )
+def prometheus_reporter() -> Callable[[str, str], None]:
+    """Switches and refusals as a counter in prometheus_client's registry (BentoML's `/metrics` shows it for the
+    API; a worker's metrics port for the worker). One counter a process, however many sources it makes."""
+    changes = _changes_counter()
     return lambda result, _version: changes.labels(result).inc()
+
+
+@functools.cache
+def _changes_counter() -> Any:
+    from prometheus_client import Counter
+
+    return Counter("nbship_model_changes", "Versions a follower switched to or refused.", ["result"])

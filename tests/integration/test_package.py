@@ -86,6 +86,7 @@ def _rest(store: ChampionStore) -> tuple:
 def _register_again(store: ChampionStore) -> None:
     import os
 
+    import mlflow
     from mlflow import MlflowClient
 
     from pipeline import registry
@@ -94,7 +95,14 @@ def _register_again(store: ChampionStore) -> None:
     settings = PipelineSettings(data_dir=store.data_dir, mlflow_tracking_uri=None)
     client = MlflowClient(settings.tracking_uri)
     first = client.get_model_version(settings.model_name, "1")
-    created = registry.register(client, settings.model_name, str(first.source), str(first.run_id), {})
+    # MLflow's SQL registry looks the logged model up through the process's global tracking URI, which earlier
+    # tests in this process may have pointed at other stores: point it at this one for the registration only.
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    try:
+        created = registry.register(client, settings.model_name, str(first.source), str(first.run_id), {})
+    finally:
+        mlflow.set_tracking_uri(previous)
     assert str(created.version) == "2"
     assert (
         "MLFLOW_TRACKING_URI" not in os.environ or os.environ["MLFLOW_TRACKING_URI"] != settings.tracking_uri

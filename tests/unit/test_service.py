@@ -43,7 +43,7 @@ def test_predict_in_process_equals_the_models_own_predictions(
     np.testing.assert_allclose(answer.probabilities, champion_store.probabilities, rtol=1e-5, atol=1e-6)
     assert answer.predictions == champion_store.probabilities.argmax(axis=1).tolist()
     assert (answer.model.name, answer.model.version) == ("digits-classifier", champion_store.version)
-    assert service.model.flavor == "keras"
+    assert service.models.current.flavor == "keras"
 
 
 def test_lineage_names_the_registered_version_and_its_run(
