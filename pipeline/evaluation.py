@@ -87,9 +87,9 @@ def load(model_dir: Path, name: str, version: str) -> LoadedModel:
         raise PipelineError(f"the logged model cannot be served: {exc}") from None
 
 
-def check_served_answers(model: LoadedModel, rows: HeldOut) -> np.ndarray:
-    """The served path's answers for the held-out rows; PipelineError when they break the contract or differ
-    from what the notebook's model answered."""
+def check_served_answers(model: LoadedModel, rows: HeldOut) -> None:
+    """PipelineError when the served path's answers for the held-out rows break the contract or differ from what
+    the notebook's model answered."""
     try:
         outputs = model.contract.check_outputs(model.predict(rows.x), len(rows.x))
     except ContractError as exc:
@@ -107,7 +107,6 @@ def check_served_answers(model: LoadedModel, rows: HeldOut) -> np.ndarray:
             "the logged model, loaded as the service loads it, answers the held-out rows otherwise than the "
             f"notebook's model (values differ by up to {worst:.3g}); nothing registered"
         )
-    return outputs
 
 
 def score_on(model: LoadedModel, rows: HeldOut) -> dict[str, float]:

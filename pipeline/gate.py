@@ -2,7 +2,7 @@
 
 The metric's direction is known (pipeline.metrics): higher accuracy, lower RMSE. A champion with another
 contract (input, output, task, class or feature names) answers other requests: it is not comparable, the gate
-keeps it and says so, and `python -m pipeline promote` stays the audited way to switch by hand.
+keeps it and says so, and `python -m pipeline promote VERSION --force` stays the audited way to switch by hand.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Decision:
             return (
                 f"kept the champion: @{alias} version {self.champion_version} is not comparable with version "
                 f"{self.candidate_version} ({self.not_comparable}); switch by hand with "
-                f"`python -m pipeline promote {self.candidate_version}`, or register under another MODEL_NAME"
+                f"`python -m pipeline promote {self.candidate_version} --force`, or register under another MODEL_NAME"
             )
         champion = f"@{alias} version {self.champion_version} {self.metric}={self.champion_score:.4f}"
         verdict = "promoted" if self.promote else "kept the champion"

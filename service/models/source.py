@@ -119,7 +119,6 @@ class ModelSource(Generic[M]):
         self.lineage = lineage or {}  # where the current version comes from (GET /model)
         self.status = Status(mode)
         self._on_change = on_change or (lambda _result, _version: None)
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._follow = follow
         self._nudges = nudges
@@ -159,23 +158,19 @@ class ModelSource(Generic[M]):
         )
         self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
     def _run(self, interval_s: float) -> None:
         from service.models.webhook import stamp
 
         assert self._follow is not None
         seen = stamp(self._nudges) if self._nudges else 0
-        while not self._stop.is_set():
+        while True:  # a daemon thread: it ends with its process
             try:
                 self._follow(self)
             except Exception as exc:  # a registry that is down must not stop serving: try again later
                 log.warning("following the alias: %s: %s", type(exc).__name__, exc)
             deadline = time.monotonic() + interval_s
-            while not self._stop.wait(min(NUDGE_CHECK_S, interval_s)) and time.monotonic() < deadline:
+            while time.monotonic() < deadline:
+                time.sleep(min(NUDGE_CHECK_S, interval_s))
                 if self._nudges and (now := stamp(self._nudges)) != seen:
                     seen = now
                     break  # a webhook said the alias moved: ask now
