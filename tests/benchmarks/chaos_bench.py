@@ -1,14 +1,16 @@
 """Chaos soak: `./noxw -s chaos [-- --jobs N --concurrency C --kill-every-s S]` (see tests/support/chaos.py).
 
-Two phases in one invocation, each on a stack of its own with the same settings: a baseline without faults, then
-the soak: workers SIGKILLed every few seconds (only working ones) and restarted, RabbitMQ restarted once, nx-27017
-killed and restarted once. Workers serve the project's @champion (DATA_DIR). Writes docs/benchmarks/chaos.md and
+Three phases in one invocation, each on a stack of its own: a baseline without faults; the soak: workers SIGKILLed
+every few seconds (only working ones) and restarted, RabbitMQ restarted once, nx-27017 killed and restarted once;
+frequent kills: workers holding batches killed as often as restarts allow, so that jobs lose leases again and
+again (the lease budget, not the attempts budget). Workers serve the project's @champion (DATA_DIR). Writes docs/benchmarks/chaos.md and
 exits 1 if the job layer's contract did not hold.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import sys
@@ -16,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from common import DOCS, header
-from support.chaos import ChaosConfig, PhaseResult, run_phase
+from support.chaos import ChaosConfig, HeavierChampion, PhaseResult, frequent_kills, run_phase
 from support.job_servers import ensure_broker
 
 from service.jobs.settings import JobSettings
@@ -28,6 +30,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kill-every-s", type=float, default=5.0)
+    parser.add_argument("--frequent-kill-every-s", type=float, default=1.0)
     args = parser.parse_args(argv)
     from pipeline.quiet import quiet
 
@@ -39,9 +42,13 @@ def main(argv: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="nbship-chaos-"))
     env = dict(os.environ)
     results = []
-    for name, faults in (("baseline", False), ("chaos", True)):
-        config = ChaosConfig(**{**base.__dict__, "faults": faults})
-        result = run_phase(config, env, work / name, amqp_url)
+    phases = {
+        "baseline": ChaosConfig(**{**base.__dict__, "faults": False}),
+        "chaos": base,
+        "frequent kills": frequent_kills(base, args.frequent_kill_every_s),
+    }
+    for name, config in phases.items():
+        result = run_phase(config, env, work / name.replace(" ", "-"), amqp_url)
         print(f"{name}: {summary(result)}", file=sys.stderr)
         results.append((name, result))
     report = render(base, results)
@@ -49,6 +56,10 @@ def main(argv: list[str]) -> int:
     (DOCS / "chaos.md").write_text(report)
     print(report)
     problems = [f"{name}: {problem}" for name, result in results for problem in result.problems()]
+    if not dict(results)["frequent kills"].reclaimed:
+        problems.append(
+            "frequent kills: no kill cost a lease (the phase tested nothing the chaos phase did not)"
+        )
     if problems:
         print("\n".join(["the contract did not hold:", *problems, f"logs: {work}"]), file=sys.stderr)
         return 1
@@ -66,7 +77,8 @@ def summary(result: PhaseResult) -> str:
 
 def render(config: ChaosConfig, results: list[tuple[str, PhaseResult]]) -> str:
     phases = dict(results)
-    baseline, chaos = phases["baseline"], phases["chaos"]
+    baseline, chaos, frequent = phases["baseline"], phases["chaos"], phases["frequent kills"]
+    often = frequent.config
     job = JobSettings(_env_file=None)  # type: ignore[call-arg]  # the defaults the soak runs with
     lines = [
         header("Chaos soak", command="./noxw -s chaos"),
@@ -90,12 +102,22 @@ def render(config: ChaosConfig, results: list[tuple[str, PhaseResult]]) -> str:
         f"{config.outage_s:.0f} s, `start_app`: the machine's broker is shared, so its node stays as it is); "
         f"nx-27017 SIGKILLed once at {config.store_at:.0%} and started again on the same port and data dir after "
         f"{config.outage_s:.0f} s.\n",
-        "| | baseline | chaos |",
-        "|---|---|---|",
+        f"Frequent kills, the two budgets' case: kills only, at most every {often.kill_every_s:g} s, of "
+        f"{often.workers} workers serving a heavier model (the champion plus {HeavierChampion.BATCH_S * 1000:.0f} ms "
+        "a micro-batch, so that a working worker holds a batch and its leases most of the time), a lease of "
+        f"{often.lease_s:g} s and a sweep every {often.sweep_interval_s:g} s so that the killed workers' jobs come "
+        f"back within the run, submissions paced at {often.rate:g} a second. Every kill of a worker holding jobs "
+        f"costs those jobs a lost lease, which counts against MAX_LEASE_LOSSES ({job.max_lease_losses}), not "
+        f"against MAX_ATTEMPTS, here {often.max_attempts}: were a lost lease to spend an attempt, every job that "
+        "lost one would end `failed`. Its time is not comparable with the baseline's (another "
+        "model, paced).\n",
+        "| | baseline | chaos | frequent kills |",
+        "|---|---|---|---|",
     ]
 
     def row(title: str, value: object) -> None:
-        lines.append(f"| {title} | {value_of(baseline, value)} | {value_of(chaos, value)} |")
+        cells = " | ".join(str(value_of(result, value)) for result in (baseline, chaos, frequent))
+        lines.append(f"| {title} | {cells} |")
 
     row("jobs accepted (202)", lambda r: f"{r.accepted} of {len(r.submissions)}")
     row(
@@ -110,6 +132,7 @@ def render(config: ChaosConfig, results: list[tuple[str, PhaseResult]]) -> str:
     row("result writes per job (writes: jobs)", lambda r: states(r.result_writes))
     row("prediction attempts per job (attempts: jobs)", lambda r: states(r.attempts))
     row("lost leases per job (losses: jobs)", lambda r: states(r.lease_losses))
+    row("jobs that lost a lease and then succeeded", lambda r: r.reclaimed)
     row("dead-letter queue", lambda r: len(r.dead_letters) or "empty")
     row("main / retry queue at the end", lambda r: f"{r.queues['main']} / {r.queues['retry']}")
     row("processes that exited on their own", lambda r: ", ".join(r.crashed) or "none")
@@ -131,9 +154,18 @@ def render(config: ChaosConfig, results: list[tuple[str, PhaseResult]]) -> str:
         lines.append(
             f"| {fault.at_s:.1f} | {fault.kind} | {fault.took_s:.1f} | {fault.accepted} | {backlog} |"
         )
-    if chaos.dead_letters:
-        lines += ["\nDead letters of the chaos phase:\n"]
-        lines += [f"- `{body!r}` {headers}" for body, headers in chaos.dead_letters]
+    kills = [fault.at_s for fault in frequent.faults]
+    gaps = [b - a for a, b in itertools.pairwise(kills)]
+    lines.append(
+        f"\nFrequent kills: {len(kills)} workers killed in {frequent.submit_s:.0f} s of submission"
+        + (f", one every {sum(gaps) / len(gaps):.1f} s on average" if gaps else "")
+        + f"; {frequent.reclaimed} jobs lost a lease and still succeeded, the most by one job "
+        f"{max(frequent.lease_losses, default=0)}, with one prediction attempt each.\n"
+    )
+    for name, result in (("chaos", chaos), ("frequent kills", frequent)):
+        if result.dead_letters:
+            lines += [f"\nDead letters of the {name} phase:\n"]
+            lines += [f"- `{body!r}` {headers}" for body, headers in result.dead_letters]
     return "\n".join(lines) + "\n"
 
 

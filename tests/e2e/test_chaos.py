@@ -6,10 +6,11 @@ The driver is tests/support/chaos.py, the one `./noxw -s chaos` runs with 5,000 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
-from support.chaos import ChaosConfig, run_phase
+from support.chaos import ChaosConfig, frequent_kills, run_phase
 
 from tests.conftest import ChampionStore
 
@@ -44,3 +45,23 @@ def test_killed_workers_and_restarted_servers_lose_no_job_and_write_none_twice(
     assert result.statuses == {"succeeded": CONFIG.jobs}
     assert result.result_writes == {1: CONFIG.jobs}
     assert result.dead_letters == [] and result.queues == {"main": 0, "retry": 0, "dead": 0}
+
+
+# About 30 s of submission: time for several kills as the three workers' restarts allow (a new worker loads
+# TensorFlow and the model before it can be killed again).
+FREQUENT = dataclasses.replace(frequent_kills(ChaosConfig()), jobs=600, rate=20)
+
+
+def test_workers_killed_with_jobs_in_hand_cost_leases_not_prediction_attempts(
+    champion_store: ChampionStore, packaged_champion: str, amqp_url: str, tmp_path: Path
+) -> None:
+    result = run_phase(FREQUENT, champion_store.env(), tmp_path, amqp_url)
+    print(f"frequent kills: {len(result.faults)} kills, lost leases {result.lease_losses}")
+
+    # Not vacuous: kills took jobs with them (their leases ran out and other workers took them over).
+    assert result.count("worker killed") >= 2, result.faults
+    assert result.reclaimed > 0, f"no kill cost a lease: {result.lease_losses}"
+    # One prediction attempt a job: a lost lease that spent one would have failed its job.
+    assert result.problems() == [], f"{result.problems()} (logs: {result.logs})"
+    assert result.statuses == {"succeeded": FREQUENT.jobs}
+    assert result.attempts == {1: FREQUENT.jobs}

@@ -15,6 +15,8 @@ With faults, a driver thread acts while the jobs are being submitted:
 - once `broker_at` of the jobs are accepted it restarts RabbitMQ: `rabbitmqctl stop_app`, `outage_s`, `start_app`;
 - once `store_at` are accepted it SIGKILLs nx-27017 and starts it again on the same port and data dir after
   `outage_s`.
+`frequent_kills` makes a config of kills only, as often as restarts allow, of workers serving a heavier model (so
+that a working worker holds a batch), with one prediction attempt a job: the lease budget's case.
 Each fault records the backlog at that moment (jobs queued and running in the store). The phase then waits until
 every accepted job is final and checks the contract: every accepted job `succeeded`, with exactly one result write
 (`result_writes`, counted by `JobStore.succeed`) and a result per row; no job the clients did not have accepted;
@@ -75,6 +77,8 @@ class ChaosConfig:
     settle_timeout_s: float = 900.0
     submit_timeout_s: float = 300.0  # how long one client keeps retrying one submission
     predictor: str | None = None  # `--predictor MODULE:FACTORY` of the workers; None: the champion
+    restarts: bool = True  # restart the broker and the store once each (with `faults`); False: only kills
+    max_attempts: int | None = None  # prediction attempts a job has; None: the default (MAX_ATTEMPTS)
     seed: int = 0
 
     def job_settings(self, mongo_url: str, amqp_url: str) -> JobSettings:
@@ -90,6 +94,8 @@ class ChaosConfig:
             "max_lease_losses",
         )
         overrides = {name: getattr(defaults, name) for name in keep}
+        if self.max_attempts is not None:
+            overrides["max_attempts"] = self.max_attempts
         return fresh_job_settings(
             mongo_url,
             amqp_url,
@@ -97,6 +103,25 @@ class ChaosConfig:
             lease_s=self.lease_s,
             sweep_interval_s=self.sweep_interval_s,
         )
+
+
+def frequent_kills(base: ChaosConfig, kill_every_s: float = 1.0) -> ChaosConfig:
+    """Kills only, as often as the workers' restarts allow, of workers that hold a batch (a heavier model, so
+    that a working worker has leases in hand), with a short lease so that their jobs come back within the run.
+    One prediction attempt a job: were a lost lease to spend an attempt, every job that lost one would fail."""
+    return ChaosConfig(
+        **{
+            **base.__dict__,
+            "workers": base.workers + 1,
+            "kill_every_s": kill_every_s,
+            "restarts": False,
+            "predictor": "support.chaos:HeavierChampion",
+            "lease_s": 3.0,
+            "max_attempts": 1,
+            "sweep_interval_s": 0.5,
+            "rate": 100.0,  # submission spread over the time in which restarted workers can be killed again
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -235,6 +260,29 @@ class Processes:
         return sorted(pid for pid in pids if alive(pid))
 
 
+class HeavierChampion:
+    """The packaged champion, `BATCH_S` slower a micro-batch: a heavier model, for the soak with frequent kills.
+
+    With the champion itself a batch is in a worker's hands for a few milliseconds, so a worker killed while
+    working has mostly written its results already and no lease is lost. A worker of this one holds a batch
+    (its jobs' leases) most of the time it works: a kill then costs leases, which is what that soak is about.
+    Its answers are the champion's (`--predictor support.chaos:HeavierChampion`, tests/ on PYTHONPATH).
+    """
+
+    BATCH_S = 0.1
+
+    def __init__(self) -> None:
+        from service.models.packaged import load_packaged
+        from service.settings import ServiceSettings
+
+        self._model = load_packaged(ServiceSettings().bento_model_tag)
+        self.name, self.version, self.contract = self._model.name, self._model.version, self._model.contract
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        time.sleep(self.BATCH_S)
+        return self._model.predict(rows)
+
+
 class Stack:
     """nx-27017, the service and the workers of one phase."""
 
@@ -276,7 +324,11 @@ class Stack:
         command = [sys.executable, "-m", "service.jobs.worker"]
         if self.config.predictor:
             command += ["--predictor", self.config.predictor]
-        return self._start("worker", command, self.env | {"METRICS_PORT": str(port)}), port
+        path = os.pathsep.join(
+            filter(None, [str(ROOT / "tests"), self.env.get("PYTHONPATH")])
+        )  # `--predictor`
+        env = self.env | {"METRICS_PORT": str(port), "PYTHONPATH": path}
+        return self._start("worker", command, env), port
 
     def _start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         process = self.processes.start(name, command, env)
@@ -429,6 +481,8 @@ class FaultDriver:
     def _run(self) -> None:
         config, clients, stack = self.config, self.clients, self.stack
         pending = {"broker restarted": config.broker_at, "store restarted": config.store_at}
+        if not config.restarts:
+            pending.clear()
         kills = 0
         next_kill = clients.started + config.kill_every_s
         counters = [stack.finished(port) for _, port in stack.workers]
