@@ -102,7 +102,8 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def chaos(session: nox.Session) -> None:
     """Chaos soak of the job layer: 5,000 jobs through the job API while workers are SIGKILLed and RabbitMQ and
-    the store restarted, against a no-fault baseline (docs/benchmarks/chaos.md). Packages @champion first."""
+    the store restarted, against a no-fault baseline, then with frequent kills of workers holding jobs
+    (docs/benchmarks/chaos.md). Packages @champion first."""
     sync(session, "dev")
     session.run("python", "-m", "pipeline", "package", env=QUIET)
     session.run("python", "tests/benchmarks/run.py", "chaos", *session.posargs, env=QUIET)
