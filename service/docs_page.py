@@ -37,8 +37,23 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
-TAGS = [
-    {"name": "predict", "description": "Each row's class and probabilities, concurrent requests batched."},
+# What /predict answers, by the served model's task (None: no model was stored when the service was defined).
+ANSWERS = {"classification": "each row's class and class probabilities", "regression": "each row's values"}
+
+
+def answers(task: str | None) -> str:
+    return ANSWERS.get(task or "", "each row's prediction")
+
+
+def tags(task: str | None) -> list[dict[str, str]]:
+    predict = {
+        "name": "predict",
+        "description": f"{answers(task).capitalize()}, concurrent requests batched.",
+    }
+    return [predict, *TAGS]
+
+
+TAGS = [  # after "predict"
     {"name": "model", "description": "The model that answers: registered name, version and lineage."},
     {
         "name": "jobs",
@@ -46,10 +61,9 @@ TAGS = [
     },
     {"name": "infrastructure", "description": "Health, readiness and Prometheus metrics."},
 ]
-_OUR_TAGS = {tag["name"] for tag in TAGS}
+_OUR_TAGS = {tag["name"] for tag in tags(None)}
 
 SUMMARIES = {
-    ("post", "/predict"): "Predict each row's class and probabilities",
     ("get", "/model"): "The served model's name, version and lineage",
     ("post", "/jobs/"): "Submit rows as a job (202 and its id)",
     ("get", "/jobs/{job_id}"): "A job's state, and its result once done",
@@ -70,29 +84,31 @@ class Served(Protocol):
     def version(self) -> str: ...
 
 
-def describe(document: dict[str, Any], served: Served) -> dict[str, Any]:
-    """The OpenAPI document as this project's: info, tags and a summary on every operation."""
+def describe(document: dict[str, Any], served: Served, task: str | None = None) -> dict[str, Any]:
+    """The OpenAPI document as this project's: info, tags and a summary on every operation; `task`: the served
+    model's, which says what /predict answers."""
     document["info"] = {
         "title": TITLE,
         "version": f"{served.name} {served.version}",
-        "description": _description(served),
+        "description": _description(served, task),
     }
-    document["tags"] = TAGS
+    document["tags"] = tags(task)
+    summaries = SUMMARIES | {("post", "/predict"): f"Predict {answers(task)}"}
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             if isinstance(operation, dict) and "responses" in operation:
                 operation["tags"] = [_tag(path, operation)]
-                operation["summary"] = SUMMARIES.get((method, path)) or _first_sentence(operation)
+                operation["summary"] = summaries.get((method, path)) or _first_sentence(operation)
     return document
 
 
-def _description(served: Served) -> str:
+def _description(served: Served, task: str | None) -> str:
     return (
         f"Serves the MLflow registered model **{served.name}** version **{served.version}**, packaged from "
         "its `@champion` alias by nbship (a Keras training notebook run by papermill, tracked and gated in "
         "MLflow, served by BentoML).\n\n"
-        "- `POST /predict`: rows of the model's input features in; each row's class and class probabilities "
-        "out, with the model version that answered. Concurrent requests are batched.\n"
+        f"- `POST /predict`: rows of the model's input features in; {answers(task)} out, with the model "
+        "version that answered. Concurrent requests are batched.\n"
         "- `GET /model`: where the served version comes from: run, metrics, training time.\n"
         "- `POST /jobs`, `GET /jobs/{id}`: the same predictions as durable jobs for long or bulk work; "
         "poll by id.\n\n"
@@ -165,9 +181,10 @@ def swagger_dir() -> Path:
 class DocsPage:
     """Answers the OpenAPI page and its files; rewrites the OpenAPI document on its way out."""
 
-    def __init__(self, app: ASGIApp, served: Callable[[], Served]) -> None:
+    def __init__(self, app: ASGIApp, served: Callable[[], Served], task: str | None = None) -> None:
         self.app = app
         self._served = served  # resolved at the first request: the stored model is not read at definition
+        self._task = task
         self._swagger = swagger_dir()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -177,7 +194,9 @@ class DocsPage:
         path: str = scope["path"]
         if path == DOCUMENT_PATH:
             served = self._served()
-            await self.app(scope, receive, rewriting_json(send, lambda document: describe(document, served)))
+            await self.app(
+                scope, receive, rewriting_json(send, lambda document: describe(document, served, self._task))
+            )
             return
         response = self._answer(path)
         if response is None:

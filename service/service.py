@@ -169,7 +169,9 @@ _outer = cast(bentoml.Service[Any], PredictionService)
 _outer.add_asgi_middleware(JsonErrors)
 _outer.add_asgi_middleware(BarePath, prefix="/jobs")
 _outer.add_asgi_middleware(RequireJson, paths=("/predict", "/jobs"))
-_outer.add_asgi_middleware(DocsPage, served=lambda: lineage_of(champion.stored))  # `/`, `/docs`, `/docs.json`
+_outer.add_asgi_middleware(  # `/`, `/docs`, `/docs.json`
+    DocsPage, served=lambda: lineage_of(champion.stored), task=contract.task if contract else None
+)
 if settings.api_keys:
     _outer.add_asgi_middleware(RequireKey, keys=settings.api_keys)
 _outer.add_asgi_middleware(LimitBody, max_bytes=settings.max_body_bytes)

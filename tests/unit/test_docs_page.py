@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-from service.docs_page import CONTENT_SECURITY_POLICY, TAGS, _page, describe
+from service.docs_page import CONTENT_SECURITY_POLICY, _page, describe, tags
 
 SERVED = SimpleNamespace(name="digits-classifier", version="7")
 
@@ -40,7 +40,7 @@ def test_info_names_the_project_and_the_served_model():
 
 def test_every_operation_has_our_tag_and_a_summary():
     document = describe(bentoml_like_document(), SERVED)
-    assert [tag["name"] for tag in document["tags"]] == [tag["name"] for tag in TAGS]
+    assert [tag["name"] for tag in document["tags"]] == [tag["name"] for tag in tags(None)]
     operations = {
         (path, method): op for path, item in document["paths"].items() for method, op in item.items()
     }
@@ -64,3 +64,13 @@ def test_the_page_references_only_its_own_files():
     assert not re.search(r"(src|href)=\"(https?:)?//", page)
     assert "<script>" not in page  # no inline script: the policy allows only the service's own files
     assert "default-src 'none'" in CONTENT_SECURITY_POLICY and "script-src 'self';" in CONTENT_SECURITY_POLICY
+
+
+def test_what_predict_answers_follows_the_served_models_task():
+    for task, answer in (("classification", "class probabilities"), ("regression", "each row's values")):
+        document = describe(bentoml_like_document(), SERVED, task)
+        assert answer in document["paths"]["/predict"]["post"]["summary"]
+        assert answer in document["info"]["description"]
+        assert answer in document["tags"][0]["description"].lower()
+    regressor = str(describe(bentoml_like_document(), SERVED, "regression"))
+    assert "probabilities" not in regressor
