@@ -112,14 +112,14 @@ def frequent_kills(base: ChaosConfig, kill_every_s: float = 1.0) -> ChaosConfig:
     return ChaosConfig(
         **{
             **base.__dict__,
-            "workers": base.workers + 1,
+            "workers": base.workers + 2,
             "kill_every_s": kill_every_s,
             "restarts": False,
             "predictor": "support.chaos:HeavierChampion",
             "lease_s": 3.0,
             "max_attempts": 1,
             "sweep_interval_s": 0.5,
-            "rate": 100.0,  # submission spread over the time in which restarted workers can be killed again
+            "rate": 60.0,  # submissions spread over the time in which restarted workers can be killed again
         }
     )
 
