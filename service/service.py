@@ -39,7 +39,7 @@ from service.models.packaged import lineage_of, load_stored, model_dir
 from service.models.source import SourceSettings, model_source, prometheus_reporter
 from service.requests import RowRules
 from service.schemas import ModelLineage, NoopResponse, ServedModel, answer_model, request_model
-from service.serving_tweaks import accept_one_at_a_time, bind_api_methods
+from service.serving_tweaks import bind_api_methods, listen_on_own_socket
 from service.settings import ServiceSettings
 
 settings = ServiceSettings()
@@ -93,8 +93,8 @@ class PredictionService:
     def __init__(self) -> None:
         drop_client_errors()
         quiet_broker_client()
-        if settings.fair_accept:
-            accept_one_at_a_time()  # before the worker listens: it starts serving after __init__
+        if settings.reuse_port and settings.workers > 1:
+            listen_on_own_socket()  # before the worker listens: it starts serving after __init__
         bind_api_methods(self)  # BentoML rebuilds a method's wrapper on each access, per request
         stored = self.bento_model  # resolved: the stored model
         packaged = load_stored(

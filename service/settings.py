@@ -49,9 +49,12 @@ class ServiceSettings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, description="Worker processes; each uses about one core.")
     access_log: bool = Field(default=False, description="One log line per request (costs throughput).")
-    fair_accept: bool = Field(
+    reuse_port: bool = Field(
         default=True,
-        description="Each worker accepts one new connection per wake-up, so keep-alive pools spread over workers.",
+        description=(
+            "Each worker listens on its own socket (SO_REUSEPORT), so the kernel spreads new connections, "
+            "keep-alive pools included, over the workers."
+        ),
     )
     tracing: bool = Field(
         default=False,

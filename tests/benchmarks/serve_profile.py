@@ -26,12 +26,13 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for `support` (as run.py)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import serve_bench as bench
 
 CATEGORIES = [  # (name, regex over one frame); the deepest frame matching any of them names the sample
-    ("model call", r"/tensorflow/|/keras/|service/model_loader\.py"),
+    ("model call", r"/tensorflow/|/keras/|service/models/loader\.py"),
     ("validation (schemas.py)", r"service/schemas\.py"),
     ("response building (respond, batching.py)", r"respond \(|service/batching\.py|runner/container\.py"),
     ("tracing (OpenTelemetry)", r"opentelemetry"),
@@ -40,13 +41,19 @@ CATEGORIES = [  # (name, regex over one frame); the deepest frame matching any o
     ("response serialization", r"to_http_response|IterableResponse|starlette/responses\.py"),
     ("batching dispatcher", r"marshal/dispatcher\.py|batch_infer"),
     ("thread hop (anyio worker thread)", r"/anyio/|concurrent/futures|queue\.py|threading\.py"),
-    ("HTTP protocol (uvicorn, h11, transport)", r"/h11/|/uvicorn/|selector_events\.py|streams\.py"),
+    (
+        "HTTP protocol (uvicorn, h11 or httptools, transport)",
+        r"/h11/|/httptools/|/uvicorn/|selector_events\.py|streams\.py",
+    ),
+    (
+        "our ASGI middlewares (service/: access, JSON errors, content type, docs page, bare /jobs)",
+        r"service/(access|json_errors|content_type|docs_page)\.py|service/jobs/api\.py",
+    ),
     (
         "ASGI routing, middleware, BentoML glue",
-        r"/starlette/|_bentoml_impl/|_bentoml_sdk/|/bentoml/|simple_di|inspect\.py|service/jobs_api\.py|"
-        r"contextlib\.py|/fastapi/",
+        r"/starlette/|_bentoml_impl/|_bentoml_sdk/|/bentoml/|simple_di|inspect\.py|contextlib\.py|/fastapi/",
     ),
-    ("event loop (asyncio, idle epoll)", r"asyncio/|selectors\.py"),
+    ("event loop (asyncio or uvloop, idle epoll)", r"asyncio/|selectors\.py|/uvloop/"),
     ("other threads (pymongo monitors, ...)", r"pymongo|/bson/"),
 ]
 SPY = ["py-spy", "record", "--full-filenames", "--nonblocking", "-r", "200"]

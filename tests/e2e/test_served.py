@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def url(packaged_champion: str) -> Iterator[str]:
+def served(packaged_champion: str) -> Iterator[tuple[str, int]]:
+    """The URL and the PID of the process whose descendants are the workers."""
     import bentoml
 
     port = free_port()
@@ -28,9 +32,14 @@ def url(packaged_champion: str) -> Iterator[str]:
         try:
             wait_ready(f"http://127.0.0.1:{port}")
             warm_up(f"http://127.0.0.1:{port}")
-            yield f"http://127.0.0.1:{port}"
+            yield f"http://127.0.0.1:{port}", os.getpid()  # BentoML's supervisor runs in this process
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def url(served: tuple[str, int]) -> str:
+    return served[0]
 
 
 def warm_up(url: str) -> None:
@@ -113,3 +122,49 @@ def test_lineage_health_metrics_and_openapi(client: httpx.Client, champion_store
     paths = client.get("/docs.json").json()["paths"]
     assert {"/predict", "/model"} <= set(paths)
     assert client.get("/").status_code == 200  # the OpenAPI page
+
+
+def test_each_worker_listens_on_its_own_socket_on_uvloop_and_httptools(served: tuple[str, int]) -> None:
+    """Connections are spread by the kernel over the workers' own SO_REUSEPORT sockets, not taken by whichever
+    worker is awake from one shared socket (docs/benchmarks/serve.md); uvicorn chose uvloop and httptools."""
+    import psutil
+
+    url, pid = served
+    port = int(url.rsplit(":", 1)[1])
+    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    listening = {  # process -> inodes of the sockets it listens on at the port
+        process.pid: {
+            os.stat(f"/proc/{process.pid}/fd/{c.fd}").st_ino
+            for c in process.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }
+        for process in tree
+    }
+    workers = [worker for worker, inodes in listening.items() if inodes]
+    assert len(workers) == 2, listening  # the supervisor's shared socket no longer listens
+    assert len(set().union(*listening.values())) == 2, listening  # one socket each, not one shared
+
+    # A pool opened at once, as a gateway or a load generator does: every worker gets some of it.
+    pool = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(32)]
+    try:
+        for connection in pool:
+            connection.sendall(b"GET /livez HTTP/1.1\r\nHost: test\r\n\r\n")
+        for connection in pool:
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+        ours = {connection.getsockname()[1] for connection in pool}  # not the other tests' client
+        held = {
+            worker: sum(
+                1
+                for c in psutil.Process(worker).net_connections("tcp")
+                if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port and c.raddr.port in ours
+            )
+            for worker in workers
+        }
+    finally:
+        for connection in pool:
+            connection.close()
+    assert sum(held.values()) == 32 and min(held.values()) > 0, held
+
+    for worker in workers:
+        mapped = Path(f"/proc/{worker}/maps").read_text()
+        assert "/uvloop/loop." in mapped and "/httptools/parser/parser." in mapped
