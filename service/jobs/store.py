@@ -32,7 +32,7 @@ import numpy as np
 from bson.binary import Binary
 from pymongo import MongoClient, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError, WriteError
 from pymongo.write_concern import WriteConcern
 
 from service.jobs.settings import JobSettings
@@ -73,6 +73,15 @@ class Job:
     status: str
     n_rows: int
     created: bool  # False when an idempotency key returned an existing job
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A job to create: its rows (checked already), optional idempotency key, and the owner (see `create`)."""
+
+    rows: np.ndarray
+    idempotency_key: str | None = None
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,38 +148,48 @@ class JobStore:
 
     def create(self, rows: np.ndarray, idempotency_key: str | None = None, owner: str = "") -> Job:
         """`owner`: the API key name that submits the job ("" without keys); only it can see the job."""
-        job_id = job_id_for(idempotency_key, owner)
-        document: dict[str, Any] = {
-            "_id": job_id,
-            "owner": owner,
-            "status": "queued",
-            "n_rows": len(rows),
-            # Raw bytes of the model's dtype (little-endian): a 10,000-row job of 64 float32 values is 2.5 MB
-            # instead of about 8 MB of BSON arrays.
-            "inputs": Binary(np.ascontiguousarray(rows, dtype=rows.dtype.newbyteorder("<")).tobytes()),
-            "dtype": rows.dtype.newbyteorder("<").str,
-            "row_shape": list(rows.shape[1:]),
-            "attempts": 0,
-            "lease_losses": 0,
-            "published": False,
-            "created_at": dt.datetime.now(dt.UTC),
-        }
-        if idempotency_key:
-            document["idempotency_key"] = idempotency_key
-            document["payload_sha256"] = payload_digest(rows)
+        outcome = self.create_many([Submission(rows, idempotency_key, owner)])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def create_many(self, submissions: Sequence[Submission]) -> list[Job | Exception]:
+        """Every submission in one journaled, unordered `insert_many`; an outcome per submission, in order: the
+        job (`created` False when its idempotency key named an existing job with the same rows, which may be
+        another submission of this same call), or the exception that submission alone raises
+        (IdempotencyConflict, or the server's write error). StoreUnavailable when the store cannot be reached:
+        then nothing was written. One bad document does not fail the others: the server writes the rest."""
+        documents = [_document(submission) for submission in submissions]
         with _reachable():
             try:
-                self._jobs.insert_one(document)
-                return Job(job_id, "queued", len(rows), created=True)
-            except PyMongoError:
-                existing = self._jobs.find_one(
-                    {"_id": job_id}, {"status": 1, "n_rows": 1, "payload_sha256": 1}
-                )
-                if idempotency_key is None or existing is None:
-                    raise
-                if existing.get("payload_sha256") != document["payload_sha256"]:
-                    raise IdempotencyConflict(job_id) from None
-                return Job(job_id, existing["status"], existing["n_rows"], created=False)
+                self._jobs.insert_many(documents, ordered=False)
+                failed: dict[int, PyMongoError] = {}
+            except BulkWriteError as exc:
+                if exc.details.get("writeConcernErrors"):
+                    raise  # written but not journaled: none of them may be answered as accepted
+                # Which documents failed, never why: the error codes differ between the servers (DESIGN.md).
+                failed = {error["index"]: _write_error(error) for error in exc.details["writeErrors"]}
+            existing = self._existing([documents[index]["_id"] for index in failed])
+        outcomes: list[Job | Exception] = []
+        for index, (submission, document) in enumerate(zip(submissions, documents, strict=True)):
+            n_rows = len(submission.rows)
+            if index not in failed:
+                outcomes.append(Job(document["_id"], "queued", n_rows, created=True))
+                continue
+            found = existing.get(document["_id"])
+            if submission.idempotency_key is None or found is None:
+                outcomes.append(failed[index])
+            elif found.get("payload_sha256") != document["payload_sha256"]:
+                outcomes.append(IdempotencyConflict(document["_id"]))
+            else:
+                outcomes.append(Job(document["_id"], found["status"], found["n_rows"], created=False))
+        return outcomes
+
+    def _existing(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not job_ids:
+            return {}
+        cursor = self._jobs.find({"_id": {"$in": job_ids}}, {"status": 1, "n_rows": 1, "payload_sha256": 1})
+        return {document["_id"]: document for document in cursor}
 
     def get(self, job_id: str, owner: str = "") -> dict[str, Any] | None:
         """The job if `owner` submitted it, else None, as for an unknown id (a job written before owners were
@@ -335,6 +354,33 @@ def _claimed(document: dict[str, Any]) -> ClaimedJob:
         created_at=document["created_at"],
         lease_losses=document.get("lease_losses", 0),
     )
+
+
+def _document(submission: Submission) -> dict[str, Any]:
+    rows = submission.rows
+    document: dict[str, Any] = {
+        "_id": job_id_for(submission.idempotency_key, submission.owner),
+        "owner": submission.owner,
+        "status": "queued",
+        "n_rows": len(rows),
+        # Raw bytes of the model's dtype (little-endian): a 10,000-row job of 64 float32 values is 2.5 MB
+        # instead of about 8 MB of BSON arrays.
+        "inputs": Binary(np.ascontiguousarray(rows, dtype=rows.dtype.newbyteorder("<")).tobytes()),
+        "dtype": rows.dtype.newbyteorder("<").str,
+        "row_shape": list(rows.shape[1:]),
+        "attempts": 0,
+        "lease_losses": 0,
+        "published": False,
+        "created_at": dt.datetime.now(dt.UTC),
+    }
+    if submission.idempotency_key:
+        document["idempotency_key"] = submission.idempotency_key
+        document["payload_sha256"] = payload_digest(rows)
+    return document
+
+
+def _write_error(error: dict[str, Any]) -> PyMongoError:
+    return WriteError(error.get("errmsg", "write error"), error.get("code"), error)
 
 
 def connect_store(settings: JobSettings) -> JobStore:
