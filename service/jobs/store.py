@@ -5,10 +5,14 @@ is a number (epoch seconds), because nx stores a `$set` datetime as a string and
 `$currentDate` stamps was seen to miss; the owner and idempotency key are hashed into `_id`, so no unique index
 over a field that may be missing is needed; a write error is never read by its code, the document is read back
 instead. Every write is journaled except two whose loss is harmless: the outbox flag (a duplicate publish) and
-the claim. Journals are sequential on both servers, so the journaled result write that follows a claim makes
-the claim durable too; a claim lost in a crash leaves the job queued, the result write then matches nothing
-and the worker requeues the message instead of acking it. On nx-27017 every document written is its own
-SQLite commit, so an unjournaled claim saves one fsync per job.
+the claim, and one that is made durable before anyone relies on it: the results of a micro-batch. Journals
+are sequential on both servers (MongoDB's journal, nx-27017's SQLite write-ahead log), so a journaled write
+makes every write before it durable too: the results' bulk write is followed by one journaled write, and
+only then are the messages acked; the journaled result write that follows a claim makes the claim durable; a
+claim lost in a crash leaves the job queued, the result write then matches nothing and the worker requeues
+the message instead of acking it. On nx-27017 every document written is its own SQLite commit, and a
+journaled commit is an fsync: this saves one fsync per claim and per result (measured in
+docs/benchmarks/jobs.md).
 
 Query shapes are the ones nx-27017 runs as indexed SQL (measured, see docs/benchmarks/jobs.md), with the same
 meaning on MongoDB: `{"status": {"$eq": s}}` (a bare `{"status": s}` also matches arrays, which nx writes as an
@@ -137,6 +141,13 @@ class JobStore:
         database = client.get_database(settings.mongo_database)
         self._jobs: Collection = database.get_collection(collection, write_concern=WriteConcern(w=1, j=True))
         self._unjournaled: Collection = database.get_collection(collection, write_concern=WriteConcern(w=1))
+        # A journaled write that always writes (a write that matches nothing may not reach the journal): the
+        # results before it are on disk once it is. A document per store client, so writers do not contend.
+        self._journal_marks: Collection = database.get_collection(
+            f"{collection}_journal_marks",
+            write_concern=WriteConcern(w=1, j=True),  # nx refuses dotted names
+        )
+        self._token = uuid.uuid4().hex
 
     def close(self) -> None:
         self._client.close()
@@ -268,7 +279,10 @@ class JobStore:
             for outcome in outcomes
         ]
         with _reachable():
-            return self._jobs.bulk_write(writes, ordered=False).modified_count
+            written = self._unjournaled.bulk_write(writes, ordered=False).modified_count
+            # Made durable by one journaled write after them: one fsync on nx-27017, not one per result.
+            self._journal_marks.update_one({"_id": self._token}, {"$inc": {"n": 1}}, upsert=True)
+            return written
 
     def retry(self, job: ClaimedJob, error: str) -> bool:
         """Give a failed attempt back to the queue; the caller publishes it to the retry queue."""
