@@ -4,14 +4,14 @@ What keeps both servers alike (see DESIGN.md): timestamps only at insert or with
 is a number (epoch seconds), because nx stores a `$set` datetime as a string and its `$lt` against
 `$currentDate` stamps was seen to miss; the owner and idempotency key are hashed into `_id`, so no unique index
 over a field that may be missing is needed; a write error is never read by its code, the document is read back
-instead. Every write is journaled except two whose loss is harmless: the outbox flag (a duplicate publish) and
-the claim, and one that is made durable before anyone relies on it: the results of a micro-batch. Journals
-are sequential on both servers (MongoDB's journal, nx-27017's SQLite write-ahead log), so a journaled write
-makes every write before it durable too: the results' bulk write is followed by one journaled write, and
-only then are the messages acked; the journaled result write that follows a claim makes the claim durable; a
-claim lost in a crash leaves the job queued, the result write then matches nothing and the worker requeues
-the message instead of acking it. On nx-27017 every document written is its own SQLite commit, and a
-journaled commit is an fsync: this saves one fsync per claim and per result (measured in
+instead. Every write is durable before anyone relies on it, except two whose loss is harmless: the outbox flag
+(a duplicate publish) and the claim. Journals are sequential on both servers (MongoDB's journal, nx-27017's
+SQLite write-ahead log), so a journaled write makes every write before it durable too: a group of new jobs
+(one `insert_many`) and a micro-batch's results (one bulk write) are each written unjournaled and followed
+by one journaled write (`_journal`), and only then is a submission answered or a message acked; the one after
+the results makes the claim before them durable too. A claim lost in a crash leaves the job queued, the result
+write then matches nothing and the worker requeues the message instead of acking it. On nx-27017 every document written is its own SQLite commit, and a
+journaled commit is an fsync: this saves one fsync per new job, per claim and per result (measured in
 docs/benchmarks/jobs.md).
 
 Query shapes are the ones nx-27017 runs as indexed SQL (measured, see docs/benchmarks/jobs.md), with the same
@@ -173,13 +173,14 @@ class JobStore:
         documents = [_document(submission) for submission in submissions]
         with _reachable():
             try:
-                self._jobs.insert_many(documents, ordered=False)
+                self._unjournaled.insert_many(documents, ordered=False)
                 failed: dict[int, PyMongoError] = {}
             except BulkWriteError as exc:
                 if exc.details.get("writeConcernErrors"):
-                    raise  # written but not journaled: none of them may be answered as accepted
+                    raise  # not written as asked: none of them may be answered as accepted
                 # Which documents failed, never why: the error codes differ between the servers (DESIGN.md).
                 failed = {error["index"]: _write_error(error) for error in exc.details["writeErrors"]}
+            self._journal()  # from here every document written above is on disk, as a journaled insert is
             existing = self._existing([documents[index]["_id"] for index in failed])
         outcomes: list[Job | Exception] = []
         for index, (submission, document) in enumerate(zip(submissions, documents, strict=True)):
@@ -195,6 +196,11 @@ class JobStore:
             else:
                 outcomes.append(Job(document["_id"], found["status"], found["n_rows"], created=False))
         return outcomes
+
+    def _journal(self) -> None:
+        """Return once every write this client made before is on disk: one journaled write, which waits for the
+        journal up to it (sequential on both servers). One fsync on nx-27017 instead of one per document."""
+        self._journal_marks.update_one({"_id": self._token}, {"$inc": {"n": 1}}, upsert=True)
 
     def _existing(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
         if not job_ids:
@@ -280,8 +286,7 @@ class JobStore:
         ]
         with _reachable():
             written = self._unjournaled.bulk_write(writes, ordered=False).modified_count
-            # Made durable by one journaled write after them: one fsync on nx-27017, not one per result.
-            self._journal_marks.update_one({"_id": self._token}, {"$inc": {"n": 1}}, upsert=True)
+            self._journal()
             return written
 
     def retry(self, job: ClaimedJob, error: str) -> bool:

@@ -172,6 +172,11 @@ class CpuMeter:
         used["client"] = (time.process_time() - self.client_started) * 1000 / max(jobs, 1)
         return used
 
+    def split(self, kind: str) -> list[float]:
+        """CPU seconds of each process of a kind since the start, largest first (how evenly the work spread)."""
+        now = cpu_s(self.groups[kind])
+        return sorted((now[pid] - self.started[kind].get(pid, 0.0) for pid in now), reverse=True)
+
 
 # --- profiles ---------------------------------------------------------------------------------------------
 
@@ -322,6 +327,7 @@ def single_row_case(bench: Bench, case: str, run: int, body: bytes) -> dict[str,
         finally:
             store.close()
         cpu = meter.ms_per_job(sum(1 for document in documents if "finished_at" in document))
+        groups = submit_groups(port)
         bulk = bulk_case(port) if case == CASES[0] else None
     created = [document["created_at"].timestamp() for document in documents]
     finished = [document["finished_at"].timestamp() for document in documents if "finished_at" in document]
@@ -342,7 +348,24 @@ def single_row_case(bench: Bench, case: str, run: int, body: bytes) -> dict[str,
         "cpu_ms": cpu,
         "bulk_s": bulk,
         "load": os.getloadavg()[0],
+        "groups": groups,
+        "api_split": meter.split("API (bentoml serve)"),
     }
+
+
+def submit_groups(port: int) -> tuple[int, float] | None:
+    """Group commits of the service's submissions and their mean size, from /metrics (None: no such metric,
+    the code before group commit: one insert per job)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("nbship_job_submit_group_size_count", "nbship_job_submit_group_size_sum"):
+            values[name] = float(value)
+    if len(values) < 2:
+        return None
+    count = int(values["nbship_job_submit_group_size_count"])
+    return count, values["nbship_job_submit_group_size_sum"] / max(count, 1)
 
 
 def bulk_case(port: int) -> float:
@@ -419,6 +442,17 @@ def render(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
         for run in runs:
             statuses.update(run["statuses"])
     loads = [run["load"] for runs in results.values() for run in runs]
+    for case, runs in results.items():
+        groups = [run["groups"] for run in runs]
+        shown = "; ".join(
+            f"{g[0]} inserts, {g[1]:.1f} jobs each" if g else "one insert a job" for g in groups
+        )
+        splits = "; ".join(
+            " + ".join(f"{seconds:.1f}" for seconds in run["api_split"] if seconds >= 0.05) for run in runs
+        )
+        lines.append(
+            f"\n{case}: group commits per run: {shown}. API processes' CPU s per run (largest first): {splits}."
+        )
     lines += [
         f"\nHTTP statuses over all runs: {dict(sorted(statuses.items()))}. Load average (1 min) at the end of each "
         f"case: {spread(loads, 1)}.\n",
