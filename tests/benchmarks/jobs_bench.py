@@ -327,6 +327,7 @@ def single_row_case(bench: Bench, case: str, run: int, body: bytes) -> dict[str,
         finally:
             store.close()
         cpu = meter.ms_per_job(sum(1 for document in documents if "finished_at" in document))
+        api_split = meter.split("API (bentoml serve)")
         groups = submit_groups(port)
         bulk = bulk_case(port) if case == CASES[0] else None
     created = [document["created_at"].timestamp() for document in documents]
@@ -349,7 +350,7 @@ def single_row_case(bench: Bench, case: str, run: int, body: bytes) -> dict[str,
         "bulk_s": bulk,
         "load": os.getloadavg()[0],
         "groups": groups,
-        "api_split": meter.split("API (bentoml serve)"),
+        "api_split": api_split,
     }
 
 
