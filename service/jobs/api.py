@@ -81,7 +81,8 @@ def _jobs_app(
             return JSONResponse(error_document("the body is not valid JSON"), 400)
         return JSONResponse(validation_document(errors), 422)  # the shape drops the input: never echoed
 
-    # A sync endpoint runs in the thread pool: each thread publishes on its own connection.
+    # A sync endpoint runs in the server's thread pool: the requests in flight together are written and
+    # published as one group (service.jobs.submit.Groups), each answered once its job is journaled.
     @app.post("/", status_code=202)
     def submit_job(
         body: body_model,  # type: ignore[valid-type]

@@ -8,11 +8,13 @@ Gauges use the most recent value across processes: every worker reports the same
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 
@@ -53,6 +55,17 @@ class JobMetrics:
             self.jobs.labels(state).set(n)
         for queue, n in depths.items():
             self.queue_depth.labels(queue).set(n)
+
+
+@functools.cache
+def submit_group_sizes(registry: CollectorRegistry = REGISTRY) -> Histogram:
+    """Submissions per group commit in the API (service.jobs.submit); one histogram a process and registry."""
+    return Histogram(
+        "nbship_job_submit_group_size",
+        "Job submissions written in one insert and published in one transaction.",
+        buckets=GROUP_BUCKETS,
+        registry=registry,
+    )
 
 
 def bentoml_metrics_dir() -> Path:

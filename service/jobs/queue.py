@@ -1,4 +1,5 @@
-"""RabbitMQ for the job layer: the queues, the job message, and a publisher with confirms that reconnects.
+"""RabbitMQ for the job layer: the queues, the job message, and publishers (a confirm each, or a group per
+transaction) that reconnect.
 
 Queues (all durable, messages persistent):
 - main: the work; a message the worker rejects (malformed) is dead-lettered to the dead-letter queue.
@@ -12,10 +13,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -26,6 +27,7 @@ from service.jobs.settings import JobSettings
 log = logging.getLogger(__name__)
 
 PERSISTENT = pika.DeliveryMode.Persistent
+T = TypeVar("T")
 
 
 class BrokerUnavailable(Exception):
@@ -110,14 +112,16 @@ class Publisher:
             headers=headers,
             expiration=None if expiration_ms is None else str(max(0, expiration_ms)),
         )
+        # mandatory: an unroutable message (queue missing) is an error, not a silent drop.
+        self._retrying(lambda channel: channel.basic_publish("", queue, body, properties, mandatory=True))
+
+    def _retrying(self, action: Callable[[BlockingChannel], T]) -> T:
+        """`action` on an open channel, reconnecting with backoff within the budget, else BrokerUnavailable."""
         deadline = time.monotonic() + self._budget_s
         delays = backoff_delays()
         while True:
             try:
-                channel = self._open_channel()
-                # mandatory: an unroutable message (queue missing) is an error, not a silent drop.
-                channel.basic_publish("", queue, body, properties, mandatory=True)
-                return
+                return action(self._open_channel())
             except (AMQPError, OSError) as exc:
                 self.close()
                 delay = next(delays)
@@ -131,10 +135,13 @@ class Publisher:
             self.close()
             self._connection = pika.BlockingConnection(connection_parameters(self._settings))
             channel = self._connection.channel()
-            channel.confirm_delivery()
+            self._prepare(channel)
             declare_queues(channel, self._settings)
             self._channel = channel
         return self._channel
+
+    def _prepare(self, channel: BlockingChannel) -> None:
+        channel.confirm_delivery()
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
@@ -143,29 +150,72 @@ class Publisher:
                 connection.close()
 
 
-class ThreadPublishers:
-    """One Publisher per calling thread, for submitters served from a thread pool."""
+class GroupPublisher(Publisher):
+    """Persistent publishes a group at a time: all of them written, then one wait, on a transactional channel.
+
+    A confirm channel of pika's BlockingChannel waits for each message's confirm in turn. RabbitMQ's
+    `tx.commit-ok` answers for every message of the transaction at once: from then on each is the broker's
+    (written for a persistent message to a durable queue), as a confirm says of one; a message no queue takes
+    is returned on commit, before the commit-ok (rabbitmq.com/docs/semantics). A commit that fails hands
+    nothing over (the channel's transaction is dropped), so the whole group is published again, or reported
+    unconfirmed. Not thread-safe: one group at a time.
+    """
+
+    def __init__(self, settings: JobSettings, budget_s: float = 2.0) -> None:
+        super().__init__(settings, budget_s)
+        self._returned: list[bytes] = []  # bodies the broker returned (no queue took them) in this group
+
+    def publish_group(self, queue: str, bodies: Sequence[bytes]) -> list[bool]:
+        """Publish `bodies` to `queue`; for each, whether the broker took it. BrokerUnavailable when the group
+        was not committed within the budget."""
+        properties = pika.BasicProperties(delivery_mode=PERSISTENT, content_type="application/json")
+
+        def publish(channel: BlockingChannel) -> None:
+            self._returned.clear()
+            for body in bodies:
+                channel.basic_publish("", queue, body, properties, mandatory=True)
+            channel.tx_commit()
+            # Returns arrive before the commit-ok; pika hands them to the callback while it processes events.
+            assert self._connection is not None
+            self._connection.process_data_events(time_limit=0)
+
+        self._retrying(publish)
+        lost = set(self._returned)
+        return [body not in lost for body in bodies]
+
+    def _prepare(self, channel: BlockingChannel) -> None:
+        channel.tx_select()
+        channel.add_on_return_callback(
+            lambda _channel, _method, _properties, body: self._returned.append(body)
+        )
+
+
+class GroupPublishers:
+    """Group publishers for callers in several threads: each call takes one that is free (or a new one), so
+    concurrent groups never share a channel; as many connections as groups were ever in flight at once."""
 
     def __init__(self, settings: JobSettings, budget_s: float = 2.0) -> None:
         self._settings = settings
         self._budget_s = budget_s
-        self._local = threading.local()
-        self._all: list[Publisher] = []
+        self._free: list[GroupPublisher] = []
+        self._all: list[GroupPublisher] = []
         self._lock = threading.Lock()
 
-    def get(self) -> Publisher:
-        publisher = getattr(self._local, "publisher", None)
-        if publisher is None:
-            publisher = self._local.publisher = Publisher(self._settings, self._budget_s)
-            with self._lock:
+    def publish_group(self, queue: str, bodies: Sequence[bytes]) -> list[bool]:
+        with self._lock:
+            if self._free:
+                publisher = self._free.pop()
+            else:
+                publisher = GroupPublisher(self._settings, self._budget_s)
                 self._all.append(publisher)
-        return publisher
-
-    def publish(self, queue: str, body: bytes) -> None:
-        self.get().publish(queue, body)
+        try:
+            return publisher.publish_group(queue, bodies)
+        finally:
+            with self._lock:
+                self._free.append(publisher)
 
     def close(self) -> None:
         with self._lock:
-            publishers, self._all = self._all, []
+            publishers, self._all, self._free = self._all, [], []
         for publisher in publishers:
             publisher.close()

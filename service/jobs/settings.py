@@ -47,6 +47,14 @@ class JobSettings(BaseSettings):
     )
     retention_s: int = Field(default=7 * 24 * 3600, ge=60, description="TTL of finished jobs.")
     max_rows_per_job: int = Field(default=10_000, ge=1)
+    submit_group_max: int = Field(
+        default=64, ge=1, description="Submissions an API worker writes and publishes together, at most."
+    )
+    submit_group_wait_ms: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="Longest a submission waits for the group in flight before a second group starts.",
+    )
     worker_predictor: str | None = Field(
         default=None,
         description=(

@@ -4,11 +4,15 @@ What keeps both servers alike (see DESIGN.md): timestamps only at insert or with
 is a number (epoch seconds), because nx stores a `$set` datetime as a string and its `$lt` against
 `$currentDate` stamps was seen to miss; the owner and idempotency key are hashed into `_id`, so no unique index
 over a field that may be missing is needed; a write error is never read by its code, the document is read back
-instead. Every write is journaled except two whose loss is harmless: the outbox flag (a duplicate publish) and
-the claim. Journals are sequential on both servers, so the journaled result write that follows a claim makes
-the claim durable too; a claim lost in a crash leaves the job queued, the result write then matches nothing
-and the worker requeues the message instead of acking it. On nx-27017 every document written is its own
-SQLite commit, so an unjournaled claim saves one fsync per job.
+instead. Every write is durable before anyone relies on it, except two whose loss is harmless: the outbox flag
+(a duplicate publish) and the claim. Journals are sequential on both servers (MongoDB's journal, nx-27017's
+SQLite write-ahead log), so a journaled write makes every write before it durable too: a group of new jobs
+(one `insert_many`) and a micro-batch's results (one bulk write) are each written unjournaled and followed
+by one journaled write (`_journal`), and only then is a submission answered or a message acked; the one after
+the results makes the claim before them durable too. A claim lost in a crash leaves the job queued, the result
+write then matches nothing and the worker requeues the message instead of acking it. On nx-27017 every document written is its own SQLite commit, and a
+journaled commit is an fsync: this saves one fsync per new job, per claim and per result (measured in
+docs/benchmarks/jobs.md).
 
 Query shapes are the ones nx-27017 runs as indexed SQL (measured, see docs/benchmarks/jobs.md), with the same
 meaning on MongoDB: `{"status": {"$eq": s}}` (a bare `{"status": s}` also matches arrays, which nx writes as an
@@ -32,7 +36,7 @@ import numpy as np
 from bson.binary import Binary
 from pymongo import MongoClient, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError, WriteError
 from pymongo.write_concern import WriteConcern
 
 from service.jobs.settings import JobSettings
@@ -73,6 +77,15 @@ class Job:
     status: str
     n_rows: int
     created: bool  # False when an idempotency key returned an existing job
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A job to create: its rows (checked already), optional idempotency key, and the owner (see `create`)."""
+
+    rows: np.ndarray
+    idempotency_key: str | None = None
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,13 @@ class JobStore:
         database = client.get_database(settings.mongo_database)
         self._jobs: Collection = database.get_collection(collection, write_concern=WriteConcern(w=1, j=True))
         self._unjournaled: Collection = database.get_collection(collection, write_concern=WriteConcern(w=1))
+        # A journaled write that always writes (a write that matches nothing may not reach the journal): the
+        # results before it are on disk once it is. A document per store client, so writers do not contend.
+        self._journal_marks: Collection = database.get_collection(
+            f"{collection}_journal_marks",
+            write_concern=WriteConcern(w=1, j=True),  # nx refuses dotted names
+        )
+        self._token = uuid.uuid4().hex
 
     def close(self) -> None:
         self._client.close()
@@ -139,38 +159,54 @@ class JobStore:
 
     def create(self, rows: np.ndarray, idempotency_key: str | None = None, owner: str = "") -> Job:
         """`owner`: the API key name that submits the job ("" without keys); only it can see the job."""
-        job_id = job_id_for(idempotency_key, owner)
-        document: dict[str, Any] = {
-            "_id": job_id,
-            "owner": owner,
-            "status": "queued",
-            "n_rows": len(rows),
-            # Raw bytes of the model's dtype (little-endian): a 10,000-row job of 64 float32 values is 2.5 MB
-            # instead of about 8 MB of BSON arrays.
-            "inputs": Binary(np.ascontiguousarray(rows, dtype=rows.dtype.newbyteorder("<")).tobytes()),
-            "dtype": rows.dtype.newbyteorder("<").str,
-            "row_shape": list(rows.shape[1:]),
-            "attempts": 0,
-            "lease_losses": 0,
-            "published": False,
-            "created_at": dt.datetime.now(dt.UTC),
-        }
-        if idempotency_key:
-            document["idempotency_key"] = idempotency_key
-            document["payload_sha256"] = payload_digest(rows)
+        outcome = self.create_many([Submission(rows, idempotency_key, owner)])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def create_many(self, submissions: Sequence[Submission]) -> list[Job | Exception]:
+        """Every submission in one journaled, unordered `insert_many`; an outcome per submission, in order: the
+        job (`created` False when its idempotency key named an existing job with the same rows, which may be
+        another submission of this same call), or the exception that submission alone raises
+        (IdempotencyConflict, or the server's write error). StoreUnavailable when the store cannot be reached:
+        then nothing was written. One bad document does not fail the others: the server writes the rest."""
+        documents = [_document(submission) for submission in submissions]
         with _reachable():
             try:
-                self._jobs.insert_one(document)
-                return Job(job_id, "queued", len(rows), created=True)
-            except PyMongoError:
-                existing = self._jobs.find_one(
-                    {"_id": job_id}, {"status": 1, "n_rows": 1, "payload_sha256": 1}
-                )
-                if idempotency_key is None or existing is None:
-                    raise
-                if existing.get("payload_sha256") != document["payload_sha256"]:
-                    raise IdempotencyConflict(job_id) from None
-                return Job(job_id, existing["status"], existing["n_rows"], created=False)
+                self._unjournaled.insert_many(documents, ordered=False)
+                failed: dict[int, PyMongoError] = {}
+            except BulkWriteError as exc:
+                if exc.details.get("writeConcernErrors"):
+                    raise  # not written as asked: none of them may be answered as accepted
+                # Which documents failed, never why: the error codes differ between the servers (DESIGN.md).
+                failed = {error["index"]: _write_error(error) for error in exc.details["writeErrors"]}
+            self._journal()  # from here every document written above is on disk, as a journaled insert is
+            existing = self._existing([documents[index]["_id"] for index in failed])
+        outcomes: list[Job | Exception] = []
+        for index, (submission, document) in enumerate(zip(submissions, documents, strict=True)):
+            n_rows = len(submission.rows)
+            if index not in failed:
+                outcomes.append(Job(document["_id"], "queued", n_rows, created=True))
+                continue
+            found = existing.get(document["_id"])
+            if submission.idempotency_key is None or found is None:
+                outcomes.append(failed[index])
+            elif found.get("payload_sha256") != document["payload_sha256"]:
+                outcomes.append(IdempotencyConflict(document["_id"]))
+            else:
+                outcomes.append(Job(document["_id"], found["status"], found["n_rows"], created=False))
+        return outcomes
+
+    def _journal(self) -> None:
+        """Return once every write this client made before is on disk: one journaled write, which waits for the
+        journal up to it (sequential on both servers). One fsync on nx-27017 instead of one per document."""
+        self._journal_marks.update_one({"_id": self._token}, {"$inc": {"n": 1}}, upsert=True)
+
+    def _existing(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not job_ids:
+            return {}
+        cursor = self._jobs.find({"_id": {"$in": job_ids}}, {"status": 1, "n_rows": 1, "payload_sha256": 1})
+        return {document["_id"]: document for document in cursor}
 
     def get(self, job_id: str, owner: str = "") -> dict[str, Any] | None:
         """The job if `owner` submitted it, else None, as for an unknown id (a job written before owners were
@@ -249,7 +285,9 @@ class JobStore:
             for outcome in outcomes
         ]
         with _reachable():
-            return self._jobs.bulk_write(writes, ordered=False).modified_count
+            written = self._unjournaled.bulk_write(writes, ordered=False).modified_count
+            self._journal()
+            return written
 
     def retry(self, job: ClaimedJob, error: str) -> bool:
         """Give a failed attempt back to the queue; the caller publishes it to the retry queue."""
@@ -335,6 +373,33 @@ def _claimed(document: dict[str, Any]) -> ClaimedJob:
         created_at=document["created_at"],
         lease_losses=document.get("lease_losses", 0),
     )
+
+
+def _document(submission: Submission) -> dict[str, Any]:
+    rows = submission.rows
+    document: dict[str, Any] = {
+        "_id": job_id_for(submission.idempotency_key, submission.owner),
+        "owner": submission.owner,
+        "status": "queued",
+        "n_rows": len(rows),
+        # Raw bytes of the model's dtype (little-endian): a 10,000-row job of 64 float32 values is 2.5 MB
+        # instead of about 8 MB of BSON arrays.
+        "inputs": Binary(np.ascontiguousarray(rows, dtype=rows.dtype.newbyteorder("<")).tobytes()),
+        "dtype": rows.dtype.newbyteorder("<").str,
+        "row_shape": list(rows.shape[1:]),
+        "attempts": 0,
+        "lease_losses": 0,
+        "published": False,
+        "created_at": dt.datetime.now(dt.UTC),
+    }
+    if submission.idempotency_key:
+        document["idempotency_key"] = submission.idempotency_key
+        document["payload_sha256"] = payload_digest(rows)
+    return document
+
+
+def _write_error(error: dict[str, Any]) -> PyMongoError:
+    return WriteError(error.get("errmsg", "write error"), error.get("code"), error)
 
 
 def connect_store(settings: JobSettings) -> JobStore:

@@ -19,7 +19,7 @@ from support.models import job_request
 from support.processes import free_port, wait_until
 
 from service.jobs.api import create_jobs_app
-from service.jobs.queue import JobMessage, Publisher, ThreadPublishers, declare_queues
+from service.jobs.queue import GroupPublishers, JobMessage, Publisher, declare_queues
 from service.jobs.store import JobStore, connect_store
 from service.jobs.submit import JobSubmitter
 from service.jobs.worker import LEASE_EXPIRED
@@ -119,7 +119,7 @@ def test_store_down_answers_503_and_publishes_nothing(job_settings, kit) -> None
         update={"mongo_url": f"mongodb://127.0.0.1:{free_port()}", "mongo_timeout_ms": 300}
     )
     store = connect_store(down)
-    publishers = ThreadPublishers(down)
+    publishers = GroupPublishers(down)
     connection = pika.BlockingConnection(pika.URLParameters(down.amqp_url))
     declare_queues(connection.channel(), down)
     connection.close()
@@ -144,7 +144,7 @@ def test_broker_down_at_submit_keeps_the_job_queued_until_the_sweeper_publishes_
     no_broker = job_settings.model_copy(
         update={"amqp_url": f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"}
     )
-    publishers = ThreadPublishers(no_broker, budget_s=0.3)
+    publishers = GroupPublishers(no_broker, budget_s=0.3)
     job = JobSubmitter(store, publishers, no_broker.job_queue).submit(kit.array(1))
     assert job.status == "queued" and store.get(job.id)["status"] == "queued"
     start_worker(fake_model)  # its sweeper publishes the job once the grace period is over
@@ -218,7 +218,7 @@ def rabbitmqctl(*args: str) -> None:
 def test_a_broker_restart_loses_no_job(job_settings, store, submitter, fake_model, start_worker, kit) -> None:
     start_worker(fake_model)
     before = [submitter.submit(kit.array(1, first_pixel=100 + i)).id for i in range(100)]
-    outage_publishers = ThreadPublishers(job_settings, budget_s=1.0)
+    outage_publishers = GroupPublishers(job_settings, budget_s=1.0)
     during_outage = JobSubmitter(store, outage_publishers, job_settings.job_queue)
     try:
         rabbitmqctl("stop_app")

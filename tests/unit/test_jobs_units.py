@@ -18,7 +18,7 @@ from service.jobs.api import BarePath, job_view
 from service.jobs.metrics import JobMetrics
 from service.jobs.queue import JobMessage, MalformedMessage
 from service.jobs.settings import JobSettings
-from service.jobs.store import ClaimedJob, Job, is_job_id, job_id_for
+from service.jobs.store import ClaimedJob, Job, Submission, is_job_id, job_id_for
 from service.jobs.submit import JobSubmitter
 from service.jobs.worker import Delivery, Worker
 
@@ -114,8 +114,11 @@ class RecordingStore:
     def __init__(self) -> None:
         self.marked: list[list[str]] = []
 
-    def create(self, rows: np.ndarray, idempotency_key: str | None = None, owner: str = "") -> Job:
-        return Job(job_id_for(idempotency_key, owner), "queued", len(rows), created=True)
+    def create_many(self, submissions: list[Submission]) -> list[Job]:
+        return [
+            Job(job_id_for(s.idempotency_key, s.owner), "queued", len(s.rows), created=True)
+            for s in submissions
+        ]
 
     def mark_published(self, job_ids: list[str]) -> None:
         self.marked.append(list(job_ids))
@@ -131,8 +134,9 @@ def test_published_marks_are_written_in_bulk_after_the_publishes() -> None:
     store, published = RecordingStore(), []
 
     class Publisher:
-        def publish(self, queue: str, body: bytes) -> None:
-            published.append(JobMessage.decode(body).job_id)
+        def publish_group(self, queue: str, bodies: list[bytes]) -> list[bool]:
+            published.extend(JobMessage.decode(body).job_id for body in bodies)
+            return [True] * len(bodies)
 
     submitter = JobSubmitter(store, Publisher(), "q", mark_interval_s=60)  # type: ignore[arg-type]
     ids = [submitter.submit(np.zeros((1, 64), dtype=np.float32)).id for _ in range(50)]
