@@ -3,6 +3,10 @@
 # installing the Python packages. It removes what serving never reads; `python -m pipeline container` squashes the
 # build into one layer (podman, buildah), so that what is removed here is in no layer of the image.
 set -euo pipefail
+if [ "${NBSHIP_SQUASHED_BUILD:-false}" != true ]; then
+  echo "slim-image.sh: the build keeps its layers (Docker): nothing removed here would leave the image" >&2
+  exit 0
+fi
 site=$(/app/.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
 # TensorFlow's C++ headers, for compiling custom ops against it (about 290 MB).

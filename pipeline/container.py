@@ -41,6 +41,7 @@ BASE_IMAGE_SCRIPT = PROJECT_ROOT / "docker" / "base-image.sh"
 REQUIREMENTS = PROJECT_ROOT / "docker" / "requirements.txt"
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's, in the base image
 IMAGE_GROUP = "image"  # pyproject.toml's dependency group of what the image installs
+SQUASHED_BUILD = "NBSHIP_SQUASHED_BUILD"  # bentofile.yaml's env that tells docker/slim-image.sh it may remove
 Backend = Literal["docker", "podman", "buildah"]
 
 
@@ -142,6 +143,7 @@ def containerize(
         command += ["--opt", "network=host"]  # the build's package downloads go where the host's go
         # One layer: the files docker/slim-image.sh deletes after the install are then in no layer of the image.
         command += ["--opt", "squash-all" if backend == "podman" else "squash"]
+        command += ["--opt", f"build-arg={SQUASHED_BUILD}=true"]
         if settings.ca_bundle is not None:
             bundle = settings.ca_bundle.resolve()
             if not bundle.is_file():
