@@ -1,8 +1,9 @@
 """Scores on held-out rows, by task: the figures the notebook logs and the gate compares.
 
-Hand-written with scikit-learn rather than `mlflow.models.evaluate`: on static predictions MLflow's evaluator gets
-labels only (no log-loss, which needs the probabilities), and it costs seconds a run for artifacts the run does
-not need (measured in docs/benchmarks/pipeline.md).
+Hand-written rather than `mlflow.models.evaluate`: on static predictions MLflow's evaluator gets labels only (no
+log-loss, which needs the probabilities), and it costs seconds a run for artifacts the run does not need (measured
+in docs/benchmarks/pipeline.md). In NumPy, as scikit-learn defines them (tests/unit/test_metrics.py compares): a
+follower of the alias scores each new version in the API and the worker, whose image has no scikit-learn.
 """
 
 from __future__ import annotations
@@ -24,26 +25,47 @@ DEFAULT_GATE_METRIC = {"classification": "test_accuracy", "regression": "test_rm
 
 
 def score(contract: ModelContract, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    from sklearn import metrics
-
     if contract.task == "classification":
         probabilities = contract.probabilities(outputs)
         labels = probabilities.argmax(axis=1)
         truth = class_targets(contract, targets)
         return {
-            "test_accuracy": float(metrics.accuracy_score(truth, labels)),
-            "test_macro_f1": float(metrics.f1_score(truth, labels, average="macro")),
-            "test_log_loss": float(
-                metrics.log_loss(truth, np.clip(probabilities, 1e-7, 1), labels=range(probabilities.shape[1]))
-            ),
+            "test_accuracy": float(np.mean(truth == labels)),
+            "test_macro_f1": _macro_f1(truth, labels),
+            "test_log_loss": _log_loss(truth, np.clip(probabilities, 1e-7, 1)),
         }
     predicted = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
     truth = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
+    errors = truth - predicted
     return {
-        "test_rmse": float(np.sqrt(metrics.mean_squared_error(truth, predicted))),
-        "test_mae": float(metrics.mean_absolute_error(truth, predicted)),
-        "test_r2": float(metrics.r2_score(truth, predicted)),
+        "test_rmse": float(np.sqrt(np.mean(errors**2))),
+        "test_mae": float(np.mean(np.abs(errors))),
+        "test_r2": _r2(truth, errors),
     }
+
+
+def _macro_f1(truth: np.ndarray, labels: np.ndarray) -> float:
+    """The mean over the classes that occur in either of each class's 2 tp / (2 tp + fp + fn)."""
+    f1 = [
+        2 * np.sum((labels == label) & (truth == label)) / (np.sum(labels == label) + np.sum(truth == label))
+        for label in np.union1d(truth, labels)
+    ]
+    return float(np.mean(f1))
+
+
+def _log_loss(truth: np.ndarray, probabilities: np.ndarray) -> float:
+    eps = np.finfo(probabilities.dtype).eps
+    chosen = np.clip(probabilities, eps, 1 - eps)[np.arange(len(truth)), truth]
+    return float(-np.mean(np.log(chosen)))
+
+
+def _r2(truth: np.ndarray, errors: np.ndarray) -> float:
+    """The mean over the outputs of 1 - residual / total sum of squares; a constant output scores 1 if predicted
+    exactly, else 0."""
+    residual = np.sum(errors**2, axis=0)
+    total = np.sum((truth - truth.mean(axis=0)) ** 2, axis=0)
+    exact = np.where(residual == 0, 1.0, 0.0)
+    return float(np.mean(np.where(total == 0, exact, 1 - residual / np.where(total == 0, 1, total))))
 
 
 def class_targets(contract: ModelContract, targets: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ BENCHMARKS = {
     "serve": "serve_bench",
     "chaos": "chaos_bench",
     "rollout": "rollout_bench",
+    "coldstart": "coldstart_bench",
 }
 
 

@@ -9,7 +9,6 @@ import yaml
 
 from pipeline.container import (
     REQUIREMENTS,
-    TRAINING_ONLY,
     ContainerSettings,
     base_image_name,
     image_requirements,
@@ -22,13 +21,34 @@ def test_the_images_requirements_are_the_locks() -> None:
     assert REQUIREMENTS.read_text() == image_requirements(), "run `python -m pipeline requirements`"
 
 
-def test_the_image_installs_what_the_service_and_worker_import_and_not_the_training_kernel() -> None:
+# What training needs and serving does not: the notebook's kernel and report, and the MLflow server with its UI.
+TRAINING_ONLY = (
+    "papermill",
+    "nbconvert",
+    "ipykernel",
+    "scikit-learn",
+    "matplotlib",
+    "mlflow",
+    "flask",
+    "alembic",
+)
+
+
+def test_the_image_installs_what_the_service_and_worker_import_and_nothing_for_training() -> None:
     pinned = {
         line.split("==")[0]: line.split("==")[1].split()[0]
         for line in REQUIREMENTS.read_text().splitlines()
         if "==" in line and not line.startswith("#")
     }
-    for package in ("bentoml", "mlflow", "keras", "tensorflow-cpu", "pika", "pymongo", "pydantic-settings"):
+    for package in (
+        "bentoml",
+        "mlflow-skinny",
+        "keras",
+        "tensorflow-cpu",
+        "pika",
+        "pymongo",
+        "pydantic-settings",
+    ):
         assert package in pinned, package
     for package in TRAINING_ONLY:
         assert package not in pinned, package
