@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
+from service.polling import wait_until
 from tests.conftest import PROJECT_ROOT, ChampionStore
 from tests.e2e.conftest import BAD_BODIES, free_port, wait_ready
 
@@ -131,18 +134,29 @@ def test_each_worker_listens_on_its_own_socket_on_uvloop_and_httptools(served: t
 
     url, pid = served
     port = int(url.rsplit(":", 1)[1])
-    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    listening = {  # process -> inodes of the sockets it listens on at the port
-        process.pid: {
-            os.stat(f"/proc/{process.pid}/fd/{c.fd}").st_ino
-            for c in process.net_connections("tcp")
-            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+
+    def listening() -> dict[int, set[int]]:
+        """The supervisor and each BentoML worker (`--fd N`) -> inodes of the sockets it listens on at the port."""
+        supervisor = psutil.Process(pid)  # this process: other tests' servers are its children too
+        tree = [supervisor, *(p for p in supervisor.children(recursive=True) if _bentoml_worker(p))]
+        return {
+            process.pid: {
+                os.stat(f"/proc/{process.pid}/fd/{c.fd}").st_ino
+                for c in process.net_connections("tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+            }
+            for process in tree
         }
-        for process in tree
-    }
-    workers = [worker for worker, inodes in listening.items() if inodes]
-    assert len(workers) == 2, listening  # the supervisor's shared socket no longer listens
-    assert len(set().union(*listening.values())) == 2, listening  # one socket each, not one shared
+
+    # /readyz answers once one worker is up; the other may still be loading the model, its socket not yet made.
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: sum(1 for inodes in listening().values() if inodes) >= 2, 120, "both workers")
+    sockets = listening()
+    workers = [worker for worker, inodes in sockets.items() if inodes]
+    assert len(workers) == 2 and pid not in workers, (
+        sockets
+    )  # the supervisor's shared socket no longer listens
+    assert len(set().union(*sockets.values())) == 2, sockets  # one socket each, not one shared
 
     # A pool opened at once, as a gateway or a load generator does: every worker gets some of it.
     pool = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(32)]
@@ -168,3 +182,13 @@ def test_each_worker_listens_on_its_own_socket_on_uvloop_and_httptools(served: t
     for worker in workers:
         mapped = Path(f"/proc/{worker}/maps").read_text()
         assert "/uvloop/loop." in mapped and "/httptools/parser/parser." in mapped
+
+
+def _bentoml_worker(process: Any) -> bool:
+    """A BentoML worker: its command line names the shared socket it was handed (`--fd N`)."""
+    import psutil
+
+    try:
+        return "--fd" in process.cmdline()
+    except psutil.Error:  # ended meanwhile
+        return False
