@@ -165,7 +165,8 @@ class JobStore:
         return outcome
 
     def create_many(self, submissions: Sequence[Submission]) -> list[Job | Exception]:
-        """Every submission in one journaled, unordered `insert_many`; an outcome per submission, in order: the
+        """Every submission in one unordered `insert_many`, made durable by one journaled write before this
+        returns (as a journaled insert of each would be, for one fsync); an outcome per submission, in order: the
         job (`created` False when its idempotency key named an existing job with the same rows, which may be
         another submission of this same call), or the exception that submission alone raises
         (IdempotencyConflict, or the server's write error). StoreUnavailable when the store cannot be reached:
