@@ -1,4 +1,4 @@
-"""The service served by BentoML (`bentoml.serve`, 2 workers) and called over HTTP with a real client."""
+"""The service served by `bentoml serve` (2 workers, a process of its own) and called over HTTP with a real client."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from support.processes import http_ok, running
+from support.served import BENTOML, SERVICE
 
 from service.polling import wait_until
 from tests.conftest import PROJECT_ROOT, ChampionStore
@@ -22,22 +24,22 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def served(packaged_champion: str) -> Iterator[tuple[str, int]]:
-    """The URL and the PID of the process whose descendants are the workers."""
-    import bentoml
-
+def served(
+    packaged_champion: str, champion_store: ChampionStore, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int]]:
+    """The URL and the PID of `bentoml serve` with 2 workers, its descendants. A process of its own: served in
+    this one (`bentoml.serve`), the worker count would be that of whichever test imported the service first."""
     port = free_port()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WORKERS", "2")  # read by the workers BentoML starts
-        server = bentoml.serve(
-            "service.service:PredictionService", host="127.0.0.1", port=port, working_dir=str(PROJECT_ROOT)
-        )
-        try:
-            wait_ready(f"http://127.0.0.1:{port}")
-            warm_up(f"http://127.0.0.1:{port}")
-            yield f"http://127.0.0.1:{port}", os.getpid()  # BentoML's supervisor runs in this process
-        finally:
-            server.stop()
+    url = f"http://127.0.0.1:{port}"
+    command = [BENTOML, "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
+    log = tmp_path_factory.mktemp("served") / "service.log"
+    env = champion_store.env(WORKERS="2")
+    with running(
+        command, http_ok(f"{url}/readyz"), "the service", log, 180, env=env, cwd=PROJECT_ROOT
+    ) as server:
+        wait_ready(url)
+        warm_up(url)
+        yield url, server.pid
 
 
 @pytest.fixture(scope="module")
