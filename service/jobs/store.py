@@ -10,9 +10,9 @@ SQLite write-ahead log), so a journaled write makes every write before it durabl
 (one `insert_many`) and a micro-batch's results (one bulk write) are each written unjournaled and followed
 by one journaled write (`_journal`), and only then is a submission answered or a message acked; the one after
 the results makes the claim before them durable too. A claim lost in a crash leaves the job queued, the result
-write then matches nothing and the worker requeues the message instead of acking it. On nx-27017 every document written is its own SQLite commit, and a
-journaled commit is an fsync: this saves one fsync per new job, per claim and per result (measured in
-docs/benchmarks/jobs.md).
+write then matches nothing and the worker requeues the message instead of acking it. On nx-27017 every
+document written is its own SQLite commit, and a journaled commit is an fsync: this saves one fsync per new
+job, per claim and per result (measured in docs/benchmarks/jobs.md).
 
 Query shapes are the ones nx-27017 runs as indexed SQL (measured, see docs/benchmarks/jobs.md), with the same
 meaning on MongoDB: `{"status": {"$eq": s}}` (a bare `{"status": s}` also matches arrays, which nx writes as an

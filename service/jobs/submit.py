@@ -1,8 +1,9 @@
 """Job submission, independent of HTTP: store first (journaled), then publish with a confirm.
 
 Submissions that arrive together (the API's requests, each in a thread of the server's pool) are committed as a
-group (`Groups`): one journaled `insert_many`, then one transaction of publishes (queue.GroupPublisher), and only
-then does each caller get its answer, so a 202 still means journaled. Store unreachable: `StoreUnavailable`
+group (`Groups`): one `insert_many` made durable by one journaled write (store.JobStore.create_many), then one
+transaction of publishes (queue.GroupPublisher), and only then does each caller get its answer, so a 202 still
+means journaled. Store unreachable: `StoreUnavailable`
 for every submission of the group, nothing published. Broker unreachable: the jobs stay `queued` with
 `published: false` (an outbox) and a worker's sweeper publishes them once the broker is back. The `published`
 marks of confirmed publishes are written in bulk a moment later (`PublishedMarks`), so a submission costs
