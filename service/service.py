@@ -37,9 +37,10 @@ from service.models import webhook
 from service.models.contract import ContractError, ModelContract, read_contract
 from service.models.packaged import lineage_of, load_stored, model_dir
 from service.models.source import SourceSettings, model_source, prometheus_reporter
+from service.request_timeout import use_in_bentoml as use_request_timeout
 from service.requests import RowRules
 from service.schemas import ModelLineage, NoopResponse, ServedModel, answer_model, request_model
-from service.serving_tweaks import bind_api_methods, listen_on_own_socket
+from service.serving_tweaks import bind_api_methods, freeze_loaded_objects, listen_on_own_socket
 from service.settings import ServiceSettings
 
 settings = ServiceSettings()
@@ -61,6 +62,7 @@ def _contract_if_stored() -> ModelContract | None:
 contract = _contract_if_stored()
 Answer = answer_model(contract)
 batching.register(Answer)
+use_request_timeout()
 PredictRequest = request_model("PredictRequest", RowRules(_contract, settings.max_rows), contract)
 
 routes = FastAPI(title="model lineage", docs_url=None, redoc_url=None, openapi_url=None)
@@ -111,6 +113,7 @@ class PredictionService:
         self.models = model_source(
             packaged, self.source_settings, lineage.model_dump(exclude_none=True), prometheus_reporter()
         )
+        freeze_loaded_objects()  # last: what is loaded by now lives as long as the worker
 
     @bentoml.api(
         batchable=settings.batching,
