@@ -33,6 +33,7 @@ from service.jobs.settings import JobSettings
 from service.jobs.submit import JobBackend, open_jobs
 from service.json_errors import JsonErrors
 from service.logs import drop_client_errors, quiet_broker_client
+from service.model_calls import ModelCalls
 from service.models import webhook
 from service.models.contract import ContractError, ModelContract, read_contract
 from service.models.packaged import lineage_of, load_stored, model_dir
@@ -98,6 +99,7 @@ class PredictionService:
         if settings.reuse_port and settings.workers > 1:
             listen_on_own_socket()  # before the worker listens: it starts serving after __init__
         bind_api_methods(self)  # BentoML rebuilds a method's wrapper on each access, per request
+        self.model_calls = ModelCalls(settings.inline_predict_ms / 1000)  # on the event loop, or in a thread
         stored = self.bento_model  # resolved: the stored model
         packaged = load_stored(
             stored,
@@ -122,12 +124,12 @@ class PredictionService:
         input_spec=PredictRequest,
         output_spec=Answer,
     )
-    def predict(self, instances: np.ndarray) -> BaseModel:
+    async def predict(self, instances: np.ndarray) -> BaseModel:
         """The model's answer for each row (classifiers: class index, class name when the notebook gave names,
         probabilities; regressors: the values), and the model version that answered."""
         model = self.models.current  # once: the whole batch is answered by one version, and says which
         served = ServedModel.model_construct(name=model.name, version=model.version)
-        return respond(Answer, served, model.contract, model.predict(instances))
+        return respond(Answer, served, model.contract, await self.model_calls.predict(model, instances))
 
     if settings.noop_endpoint:
 

@@ -45,6 +45,14 @@ class ServiceSettings(BaseSettings):
         description="Adaptive batching: hard bound; requests predicted to miss it get 503.",
     )
     max_rows: int = Field(default=64, ge=1, description="Most rows in one request.")
+    inline_predict_ms: float = Field(
+        default=2.0,
+        ge=0.0,
+        description=(
+            "A model call of a batch size whose last call took at most this long runs on the worker's event "
+            "loop; longer ones (a heavy model) run in a thread, so that the loop keeps serving (0: always)."
+        ),
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, description="Worker processes; each uses about one core.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,7 +40,7 @@ def client(service_class: Any) -> Iterator[Any]:
 def test_predict_in_process_equals_the_models_own_predictions(
     service: Any, champion_store: ChampionStore
 ) -> None:
-    answer = service.predict(champion_store.rows)
+    answer = asyncio.run(service.predict(champion_store.rows))
     np.testing.assert_allclose(answer.probabilities, champion_store.probabilities, rtol=1e-5, atol=1e-6)
     assert answer.predictions == champion_store.probabilities.argmax(axis=1).tolist()
     assert (answer.model.name, answer.model.version) == ("digits-classifier", champion_store.version)
@@ -105,3 +106,11 @@ def test_the_worker_loads_the_packaged_model_as_the_service_does(
     assert (model.name, model.version, model.flavor) == ("digits-classifier", champion_store.version, "keras")
     assert model.contract.input.shape == (64,) and model.contract.input.dtype == np.float32
     np.testing.assert_allclose(model.predict(champion_store.rows), champion_store.probabilities, rtol=1e-5)
+
+
+def test_the_served_app_times_requests_out_with_the_timer_that_is_cancelled(service_class: Any) -> None:
+    from service.request_timeout import RequestTimeout
+
+    layers = [middleware.cls for middleware in service_class.to_asgi().user_middleware]
+    assert RequestTimeout in layers
+    assert "TimeoutMiddleware" not in [layer.__name__ for layer in layers]  # BentoML's own

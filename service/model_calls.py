@@ -1,0 +1,51 @@
+"""Where `/predict` calls the model: on the worker's event loop while calls of that size have been short, in a
+thread once they are not.
+
+A sync API costs each batch a hop into a thread and back (anyio's worker thread, its locks and the GIL handed
+over twice), about a tenth of a small model's request (docs/benchmarks/serve.md). Called on the event loop, a
+model call blocks the loop for its length, which is no harm for a call of a millisecond or two and a stall of
+every connection for a heavy model's batch. So each call is timed (the call itself, in whichever place it ran),
+by the model and the batch's size (rows, in powers of two), and the next call of that size runs on the loop only
+if the last one took at most `inline_max_s`. A size not seen yet, and every call of a new model (the follower
+switched versions), goes to the thread first.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import anyio
+import anyio.to_thread
+import numpy as np
+
+
+class Model(Protocol):
+    def predict(self, rows: np.ndarray, /) -> Any: ...
+
+
+class ModelCalls:
+    def __init__(self, inline_max_s: float) -> None:
+        self._inline_max_s = inline_max_s
+        self._model: Model | None = None
+        self._took: dict[int, float] = {}  # rows.bit_length() -> seconds of the last call of that size
+        self._thread: anyio.CapacityLimiter | None = None  # one call at a time in it, as BentoML's sync APIs
+
+    async def predict(self, model: Model, rows: np.ndarray) -> Any:
+        if model is not self._model:
+            self._model, self._took = model, {}
+        size = len(rows).bit_length()
+        last = self._took.get(size)
+        if last is not None and last <= self._inline_max_s:
+            outputs, took = _timed(model, rows)
+        else:
+            self._thread = self._thread or anyio.CapacityLimiter(1)  # made in the event loop
+            outputs, took = await anyio.to_thread.run_sync(_timed, model, rows, limiter=self._thread)
+        self._took[size] = took
+        return outputs
+
+
+def _timed(model: Model, rows: np.ndarray) -> tuple[Any, float]:
+    started = time.perf_counter()
+    outputs = model.predict(rows)
+    return outputs, time.perf_counter() - started
