@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from pipeline.settings import PipelineSettings
 from service import batching
 from service.access import LimitBody, RequireKey
+from service.batch_dispatcher import use_in_bentoml as use_batch_dispatcher
 from service.content_type import RequireJson
 from service.docs_page import DocsPage
 from service.errors import error_document
@@ -64,6 +65,7 @@ contract = _contract_if_stored()
 Answer = answer_model(contract)
 batching.register(Answer)
 use_request_timeout()
+use_batch_dispatcher()
 PredictRequest = request_model("PredictRequest", RowRules(_contract, settings.max_rows), contract)
 
 routes = FastAPI(title="model lineage", docs_url=None, redoc_url=None, openapi_url=None)

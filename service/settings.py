@@ -42,7 +42,7 @@ class ServiceSettings(BaseSettings):
     max_latency_ms: int = Field(
         default=1000,
         ge=1,
-        description="Adaptive batching: hard bound; requests predicted to miss it get 503.",
+        description="Adaptive batching: hard bound; a request queued this long gets 503.",
     )
     max_rows: int = Field(default=64, ge=1, description="Most rows in one request.")
     inline_predict_ms: float = Field(

@@ -48,8 +48,8 @@ def url(served: tuple[str, int]) -> str:
 
 
 def warm_up(url: str) -> None:
-    """Sequential requests first: each worker's batching dispatcher learns its timings on its first ~10 calls,
-    one request at a time, and cancels (503) what waits longer than MAX_LATENCY_MS meanwhile."""
+    """Sequential requests first: each worker times its first model calls of a batch size in a thread
+    (service/model_calls.py), and TensorFlow traces its first calls."""
     with httpx.Client(base_url=url, timeout=30) as client:
         for _ in range(40):
             assert client.post("/predict", json={"instances": [[0.0] * 64]}).status_code == 200

@@ -1,0 +1,122 @@
+"""Adaptive batching of `/predict`: one batch in flight per worker, and the requests that arrive meanwhile form
+the next one (as the job API's group commit does for `POST /jobs`).
+
+It takes the place of BentoML's CorkDispatcher (`use_in_bentoml`, before the service's app is built), which
+BentoML's batchable APIs call the same way: `dispatcher(callback)(data)` for each request, the callback taking a
+list of requests' inputs and giving one output each. The Cork dispatcher holds requests back to fill batches by
+a latency model it trains on the first calls, and polls its queue every millisecond while a batch is in flight
+or being filled: per request, a `functools.wraps`, an attrs job, a condition notified, and the timers of the
+polling, about a sixth of a small model's request (docs/benchmarks/serve.md); during its training it answers 503
+to requests it predicts will miss the latency bound, under any load.
+
+Here a request that finds no batch in flight starts one at once, with every request that reached the dispatcher
+in the same turn of the event loop; while a batch runs, arrivals queue, and the next batch takes them all, up to
+`max_batch_size` rows. So batches grow with the load and a lone request waits for nothing. `max_latency_ms` stays
+a hard bound: a request still queued that long gets the fallback's answer (503, "process is overloaded").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+_EXPIRED = object()
+
+
+class BatchDispatcher:
+    def __init__(
+        self,
+        max_latency_in_ms: float,
+        max_batch_size: int,
+        *,
+        fallback: Callable[[], Any],
+        get_batch_size: Callable[[Any], int],
+        batch_dim: tuple[int, int] = (0, 0),  # BentoML's; rows are counted by `get_batch_size`
+    ) -> None:
+        self.max_latency_s = max_latency_in_ms / 1000
+        self.max_batch_size = int(max_batch_size)
+        self.fallback = fallback
+        self.get_batch_size = get_batch_size
+        self.callback: Callable[[Sequence[Any]], Awaitable[Sequence[Any]]] | None = None
+        self._queue: deque[tuple[float, int, Any, asyncio.Future[Any]]] = (
+            deque()
+        )  # arrival, rows, data, answer
+        self._running: asyncio.Task[None] | None = None
+
+    def __call__(self, callback: Callable[[Sequence[Any]], Awaitable[Sequence[Any]]]) -> Callable[[Any], Any]:
+        self.callback = callback  # BentoML passes the same batch function again on each request
+        return self.submit
+
+    async def submit(self, data: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        self._queue.append((loop.time(), self.get_batch_size(data), data, answer))
+        if self._running is None:
+            # Started on the next turn of the loop: the requests read in this one join the batch.
+            self._running = loop.create_task(self._run())
+        result = await answer
+        if result is _EXPIRED:
+            return self.fallback()
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def shutdown(self) -> None:
+        if self._running is not None:
+            self._running.cancel()
+        for _, _, _, answer in self._queue:
+            answer.cancel()
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                batch = self._take()
+                if batch:
+                    await self._answer(batch)
+        finally:
+            self._running = None
+
+    def _take(self) -> list[tuple[Any, asyncio.Future[Any]]]:
+        """The next batch: queued requests in order, up to `max_batch_size` rows (a larger request alone); those
+        queued longer than the latency bound get the fallback, those whose caller left are dropped."""
+        oldest = asyncio.get_running_loop().time() - self.max_latency_s
+        batch: list[tuple[Any, asyncio.Future[Any]]] = []
+        rows = 0
+        while self._queue:
+            arrived, size, data, answer = self._queue[0]
+            if answer.done():  # cancelled: its request timed out or its client went away
+                self._queue.popleft()
+            elif arrived < oldest:
+                self._queue.popleft()
+                answer.set_result(_EXPIRED)
+            elif batch and rows + size > self.max_batch_size:
+                break
+            else:
+                self._queue.popleft()
+                batch.append((data, answer))
+                rows += size
+        return batch
+
+    async def _answer(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        assert self.callback is not None
+        try:
+            outputs: Sequence[Any] = await self.callback([data for data, _ in batch])
+            if len(outputs) != len(batch):
+                raise RuntimeError(
+                    f"the batch function gave {len(outputs)} outputs for {len(batch)} requests"
+                )
+        except Exception as exc:  # each request of the batch fails with it (BentoML answers it)
+            outputs = [exc] * len(batch)
+        for (_, answer), output in zip(batch, outputs, strict=True):
+            if not answer.done():
+                answer.set_result(output)
+
+
+def use_in_bentoml() -> None:
+    """Make BentoML's service apps batch with this dispatcher: the app factory of `_bentoml_impl` makes one per
+    batchable API, by the name it imported, when it is built in each worker."""
+    from _bentoml_impl.server import app
+
+    app.CorkDispatcher = BatchDispatcher
