@@ -1,4 +1,4 @@
-"""Two fixes of per-process serving costs, applied in each worker before it serves (found by profiling and
+"""Three fixes of per-process serving costs, applied in each worker before it serves (found by profiling and
 counting connections per worker under load; see docs/benchmarks/serve.md).
 
 `listen_on_own_socket`: spread new connections over the workers. BentoML's workers share one listening socket
