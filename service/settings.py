@@ -89,7 +89,7 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _rows_fit_a_batch(self) -> ServiceSettings:
-        # A request larger than a batch would be split by the dispatcher and its parts could time out apart.
+        # A request larger than a batch would be a batch of its own, over MAX_BATCH_SIZE (service/batch_dispatcher.py).
         if self.max_rows > self.max_batch_size:
             raise ValueError(
                 f"MAX_ROWS ({self.max_rows}) must not exceed MAX_BATCH_SIZE ({self.max_batch_size})"
