@@ -26,7 +26,9 @@ class AnswerContainer(DataContainer[BaseModel, BaseModel]):
     def batches_to_batch(
         cls, batches: Sequence[BaseModel], batch_dim: int = 0
     ) -> tuple[BaseModel, list[int]]:
-        """Parts of one request split across batches are joined again (requests larger than a batch)."""
+        """Parts of one request split across batches joined again: BentoML's Cork dispatcher splits a request larger
+        than a batch; the service's own dispatcher (service/batch_dispatcher.py) never does, so it does not call this
+        (DataContainer requires it)."""
         first = batches[0]
         indices = [0, *accumulate(cls.get_batch_size(part) for part in batches)]
         joined = {
