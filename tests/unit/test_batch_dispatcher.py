@@ -1,6 +1,7 @@
 """The batching dispatcher of /predict, driven as BentoML drives it (`dispatcher(callback)(data)` per request):
-a lone request goes at once, arrivals while a batch runs form the next batch, rows bound a batch, requests queued
-past the latency bound get the fallback, and a failing batch fails each of its requests."""
+a lone request goes at once, requests the loop brings in turn after turn join the batch, arrivals while a batch
+runs form the next batch, rows bound a batch, requests queued past the latency bound get the fallback, and a
+failing batch fails each of its requests."""
 
 from __future__ import annotations
 
@@ -131,3 +132,38 @@ def test_a_request_whose_caller_left_is_not_predicted() -> None:
         return model.batches
 
     assert asyncio.run(run()) == [[[1]], [[3]]]
+
+
+def test_requests_the_loop_brings_in_turn_after_turn_join_the_batch_and_a_pause_ends_it() -> None:
+    """As the server brings them: one request a turn or two (a turn reads a request, the next runs its handler),
+    while the model blocked the loop (an inline call); a request after a pause of several turns is the next batch."""
+
+    async def arrive(batching: BatchDispatcher, model: Model, rows: list[int], turns: int) -> Any:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await batching(model)(rows)
+
+    async def run() -> tuple[list[Any], list[list[list[int]]]]:
+        model, batching = Model(), dispatcher()
+        steady = [arrive(batching, model, [i], turns) for i, turns in enumerate((0, 1, 3, 5, 6, 8))]
+        late = arrive(batching, model, [9], 40)
+        return await asyncio.gather(*steady, late), model.batches
+
+    answers, batches = asyncio.run(run())
+    assert answers == [[0], [2], [4], [6], [8], [10], [18]]
+    assert batches == [[[0], [1], [2], [3], [4], [5]], [[9]]]
+
+
+def test_gathering_stops_at_a_full_batch() -> None:
+    async def run() -> list[list[list[int]]]:
+        model, batching = Model(), dispatcher(max_batch_size=3)
+
+        async def arrive(i: int) -> Any:
+            for _ in range(i):
+                await asyncio.sleep(0)
+            return await batching(model)([i])
+
+        await asyncio.gather(*(arrive(i) for i in range(7)))
+        return model.batches
+
+    assert asyncio.run(run()) == [[[0], [1], [2]], [[3], [4], [5]], [[6]]]
