@@ -114,3 +114,16 @@ def test_the_served_app_times_requests_out_with_the_timer_that_is_cancelled(serv
     layers = [middleware.cls for middleware in service_class.to_asgi().user_middleware]
     assert RequestTimeout in layers
     assert "TimeoutMiddleware" not in [layer.__name__ for layer in layers]  # BentoML's own
+
+
+def test_the_served_app_batches_predict_with_the_services_dispatcher(service_class: Any) -> None:
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    from service.batch_dispatcher import BatchDispatcher
+    from service.service import settings
+
+    service_class.inject_config()  # as `to_asgi` does before it builds the app
+    dispatcher = ServiceAppFactory(service_class, is_main=True).dispatchers["predict"]
+    assert isinstance(dispatcher, BatchDispatcher)  # not BentoML's CorkDispatcher
+    assert dispatcher.max_batch_size == settings.max_batch_size
+    assert dispatcher.max_latency_s == settings.max_latency_ms / 1000
