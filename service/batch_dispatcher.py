@@ -44,11 +44,9 @@ class BatchDispatcher:
         self.fallback = fallback
         self.get_batch_size = get_batch_size
         self.callback: Callable[[Sequence[Any]], Awaitable[Sequence[Any]]] | None = None
-        self._queue: deque[tuple[float, int, Any, asyncio.Future[Any]]] = (
-            deque()
-        )  # arrival, rows, data, answer
+        # arrival, rows, data, answer
+        self._queue: deque[tuple[float, int, Any, asyncio.Future[Any]]] = deque()
         self._running: asyncio.Task[None] | None = None
-        self._queued_rows = 0
 
     def __call__(self, callback: Callable[[Sequence[Any]], Awaitable[Sequence[Any]]]) -> Callable[[Any], Any]:
         self.callback = callback  # BentoML passes the same batch function again on each request
@@ -57,9 +55,7 @@ class BatchDispatcher:
     async def submit(self, data: Any) -> Any:
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
-        size = self.get_batch_size(data)
-        self._queue.append((loop.time(), size, data, answer))
-        self._queued_rows += size
+        self._queue.append((loop.time(), self.get_batch_size(data), data, answer))
         if self._running is None:
             # Started on the next turn of the loop: the requests read in this one join the batch.
             self._running = loop.create_task(self._run())
@@ -94,10 +90,13 @@ class BatchDispatcher:
         read. So the batch waits two turns at a time, as long as those turns added requests, up to a full batch:
         under load it takes every connection's request, and a lone request waits two turns (microseconds)."""
         queued = -1
-        while queued != len(self._queue) and self._queued_rows < self.max_batch_size:
+        while queued != len(self._queue) and self._queued_rows() < self.max_batch_size:
             queued = len(self._queue)
             for _ in range(TURNS_PER_LOOK):
                 await asyncio.sleep(0)
+
+    def _queued_rows(self) -> int:
+        return sum(size for _, size, _, _ in self._queue)
 
     def _take(self) -> list[tuple[Any, asyncio.Future[Any]]]:
         """The next batch: queued requests in order, up to `max_batch_size` rows (a larger request alone); those
@@ -107,15 +106,15 @@ class BatchDispatcher:
         rows = 0
         while self._queue:
             arrived, size, data, answer = self._queue[0]
-            if batch and not answer.done() and arrived >= oldest and rows + size > self.max_batch_size:
-                break
-            self._queue.popleft()
-            self._queued_rows -= size
             if answer.done():  # cancelled: its request timed out or its client went away
-                continue
-            if arrived < oldest:
+                self._queue.popleft()
+            elif arrived < oldest:
+                self._queue.popleft()
                 answer.set_result(_EXPIRED)
+            elif batch and rows + size > self.max_batch_size:
+                break
             else:
+                self._queue.popleft()
                 batch.append((data, answer))
                 rows += size
         return batch
