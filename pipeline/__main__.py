@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 from pipeline.mlproject import drop_mlflow_run_default
-from pipeline.quiet import quiet
 from pipeline.settings import PROJECT_ROOT, PipelineSettings
+from service.models.quiet import quiet
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,18 +83,14 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         result = train(settings, overrides, progress_bar=not args.no_progress)
         print(f"run {result.run_id}: registered {result.model_name} version {result.version}")
         print(result.decision.summary(settings.champion_alias))
-        # The folder is named for the invocation (known before the run exists), not for the run id.
         print(f"executed notebook: {result.executed_notebook} (also an artifact of run {result.run_id})")
         return 0
     if args.command == "params":
-        from pipeline.params import RESERVED, declared
+        from pipeline.params import declared
 
         for param in declared(settings.notebook).values():
-            if param.name not in RESERVED:
-                allowed = f" in {param.rule}" if param.rule else ""
-                print(
-                    f"-p {param.name} ({param.type_name}{allowed}, default {param.default!r}): {param.help}"
-                )
+            allowed = f" in {param.rule}" if param.rule else ""
+            print(f"-p {param.name} ({param.type_name}{allowed}, default {param.default!r}): {param.help}")
         return 0
     if args.command == "store":
         print(settings.tracking_uri)

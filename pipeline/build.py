@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 from pipeline.package import Packaged, package
-from pipeline.quiet import QUIET_ENV
 from pipeline.settings import PROJECT_ROOT, PipelineSettings
+from service.models.quiet import QUIET_ENV
 
 TAG_MARKER = "__tag__:"
 

@@ -30,11 +30,11 @@ from typing import Literal
 
 import yaml
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.build import build, tool_env
 from pipeline.errors import PipelineError
 from pipeline.settings import PROJECT_ROOT, PipelineSettings
+from service.settings import Settings
 
 BENTOFILE = PROJECT_ROOT / "bentofile.yaml"
 BASE_IMAGE_SCRIPT = PROJECT_ROOT / "docker" / "base-image.sh"
@@ -45,9 +45,7 @@ SQUASHED_BUILD = "NBSHIP_SQUASHED_BUILD"  # bentofile.yaml's env that tells dock
 Backend = Literal["docker", "podman", "buildah"]
 
 
-class ContainerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=(PROJECT_ROOT / ".env", ".env"), extra="ignore")
-
+class ContainerSettings(Settings):
     container_backend: Literal["auto", "docker", "podman", "buildah"] = Field(
         default="auto",
         description="Image builder; auto: Docker if its daemon answers, else podman, else buildah.",

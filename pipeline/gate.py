@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline import evaluation, metrics, registry
+from pipeline import evaluation, registry
 from pipeline.lineage import DATA_SHA_TAG
+from service.models import metrics
+from service.models import registry as read_registry
+from service.models.scoring import HeldOut, score_on
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -83,7 +86,7 @@ def champion_score(
     client: MlflowClient,
     champion: ModelVersion,
     metric: str,
-    rows: Callable[[], evaluation.HeldOut],
+    rows: Callable[[], HeldOut],
     data_sha256: str,
 ) -> float:
     """The champion's score on the candidate's held-out rows.
@@ -95,9 +98,9 @@ def champion_score(
     if run is not None and run.data.tags.get(DATA_SHA_TAG) == data_sha256 and metric in run.data.metrics:
         return run.data.metrics[metric]
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = evaluation.download_model(client, str(champion.source), Path(tmp))
+        model_dir = read_registry.download_model(client, str(champion.source), Path(tmp))
         loaded = evaluation.load(model_dir, champion.name, str(champion.version))
-        return evaluation.score_on(loaded, rows())[metric]
+        return score_on(loaded, rows())[metric]
 
 
 def run_gate(
@@ -106,18 +109,18 @@ def run_gate(
     alias: str,
     candidate: ModelVersion,
     contract: ModelContract,
-    rows: evaluation.HeldOut,
+    rows: HeldOut,
     metric: str,
     margin: float,
 ) -> Decision:
     """Decide, then move the alias or leave it; the version is tagged with the decision and both figures."""
     run = client.get_run(str(candidate.run_id))
-    current = registry.holder(client, name, alias)
+    current = read_registry.holder(client, name, alias)
     candidate_score = run.data.metrics[metric]
     if current is None:
         decision = decide(metric, margin, str(candidate.version), candidate_score, None, None)
     else:
-        differs = contract.differs_from(evaluation.contract_at(client, str(current.source)))
+        differs = contract.differs_from(read_registry.contract_at(client, str(current.source)))
         if differs:
             decision = Decision(
                 False,

@@ -8,16 +8,17 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-TAG_PREFIX = "nbship."
+from service.models.lineage import NOTEBOOK_SHA_TAG, TAG_PREFIX
+
 # Set by the notebook on its run (see pipeline.notebook); read by the pipeline and the gate.
 MODEL_URI_TAG = f"{TAG_PREFIX}model_uri"
 DATA_SHA_TAG = f"{TAG_PREFIX}data_sha256"
 INVOCATION_TAG = f"{TAG_PREFIX}invocation"
+INVOCATION_ENV = "NBSHIP_INVOCATION"  # the kernel's environment: the run is tagged with it, and found by it
 TASK_TAG = f"{TAG_PREFIX}task"
 SERVED_CHECK_TAG = (
     f"{TAG_PREFIX}served_check"  # "passed": the logged model, loaded as served, answered as trained
 )
-EVALUATION_ARTIFACT = "evaluation/rows.npz"  # the held-out rows and targets the run was scored on (x, y)
 
 
 def notebook_sha256(path: Path) -> str:
@@ -53,7 +54,7 @@ def git_commit(directory: Path) -> tuple[str, bool] | None:
 def run_tags(notebook: Path, parameters: dict[str, Any]) -> dict[str, str]:
     tags = {
         f"{TAG_PREFIX}notebook": notebook.name,
-        f"{TAG_PREFIX}notebook_sha256": notebook_sha256(notebook),
+        NOTEBOOK_SHA_TAG: notebook_sha256(notebook),
         f"{TAG_PREFIX}parameters": json.dumps(parameters, sort_keys=True),
     }
     found = git_commit(notebook.parent)

@@ -1,6 +1,6 @@
 """What a training notebook calls: four functions, one MLflow run per execution.
 
-    run = notebook.start_run(pipeline_invocation, parameters)   # the run, on the store the settings name
+    run = notebook.start_run()                                   # the run, with the parameters cell's values
     notebook.log_history(history)                                # optional: per-epoch metrics and their curves
     scores = notebook.log_model(model, task="classification",   # or "regression"
                                 x_test=x_test, y_test=y_test,    # held-out rows and their targets
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -29,23 +30,33 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import metrics, plots
+from pipeline import plots
 from pipeline.lineage import (
     DATA_SHA_TAG,
-    EVALUATION_ARTIFACT,
+    INVOCATION_ENV,
     INVOCATION_TAG,
     MODEL_URI_TAG,
     SERVED_CHECK_TAG,
     TASK_TAG,
 )
-from pipeline.quiet import quiet, quiet_keras
+from service.models import metrics
 from service.models.contract import ContractError, ModelContract, Task, Tensor, show_shape
+from service.models.quiet import quiet, quiet_keras
+from service.models.scoring import EVALUATION_ARTIFACT
 
 MODEL_ARTIFACT = "model"
 
 
-def start_run(pipeline_invocation: str, parameters: dict[str, Any]):
-    """Start the run and log the parameters."""
+def start_run():
+    """Start the notebook's run and log its parameters: each name the parameters cell declares (`name: type =
+    value`, which Python records in the namespace's `__annotations__`) with the value it has now, the pipeline's
+    (injected by papermill) or, opened by hand, the cell's own."""
+    caller = sys._getframe(1).f_globals
+    parameters = {
+        name: caller[name]
+        for name in caller.get("__annotations__", {})
+        if isinstance(caller.get(name), (str, int, float, bool))
+    }
     quiet()
     quiet_keras()
     import mlflow
@@ -54,7 +65,8 @@ def start_run(pipeline_invocation: str, parameters: dict[str, Any]):
     from pipeline.tracking import connect, experiment_id
 
     settings = PipelineSettings()
-    tags = {INVOCATION_TAG: pipeline_invocation} if pipeline_invocation else {}
+    invocation = os.environ.get(INVOCATION_ENV)  # set by `python -m pipeline train` for its kernel
+    tags = {INVOCATION_TAG: invocation} if invocation else {}
     # Under `mlflow run` (MLproject) that command's run becomes the parent instead of being resumed.
     parent = os.environ.pop("MLFLOW_RUN_ID", None)
     if parent:
@@ -128,11 +140,13 @@ def _check_as_served(model_uri: str, x_test: np.ndarray, y_test: np.ndarray, out
     import mlflow
 
     from pipeline import evaluation
+    from service.models.registry import download_model
+    from service.models.scoring import HeldOut
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = evaluation.download_model(mlflow.MlflowClient(), model_uri, Path(tmp))
+        model_dir = download_model(mlflow.MlflowClient(), model_uri, Path(tmp))
         loaded = evaluation.load(model_dir, "candidate", "logged")
-        evaluation.check_served_answers(loaded, evaluation.HeldOut(x_test, y_test, outputs))
+        evaluation.check_served_answers(loaded, HeldOut(x_test, y_test, outputs))
 
 
 def contract_of(

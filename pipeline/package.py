@@ -8,22 +8,13 @@ reused, and becomes the store's `latest` again (after a rollback, the older vers
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pipeline import registry, tracking
+from pipeline import tracking
 from pipeline.errors import PipelineError
-from pipeline.lineage import TAG_PREFIX
 from pipeline.settings import PipelineSettings
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-    from mlflow.entities.model_registry import ModelVersion
-
-    from service.schemas import ModelLineage
-
-METRIC_PREFIX = "test_"
+from service.models.lineage import ModelLineage, lineage_of_version
+from service.models.registry import holder
 
 
 @dataclass(frozen=True)
@@ -38,13 +29,12 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
     from bentoml.exceptions import BentoMLException, NotFound
 
     from service.models.contract import ContractError, read_contract
-    from service.models.loader import MLFLOW_MODEL_FOLDER
-    from service.schemas import LINEAGE_KEY
+    from service.serving.packaged import LINEAGE_KEY, MLFLOW_MODEL_FOLDER, make_latest
     from service.settings import bento_model_name
 
     client = tracking.connect(settings)  # also sets MLFLOW_TRACKING_URI, which bentoml.mlflow needs
     alias = alias or settings.champion_alias
-    version = registry.holder(client, settings.model_name, alias)
+    version = holder(client, settings.model_name, alias)
     if version is None:
         raise PipelineError(f"model {settings.model_name!r} has no @{alias}: train one first")
     number = str(version.version)  # MLflow answers an int from some calls, a str from others
@@ -56,7 +46,7 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
     except NotFound:
         pass
     else:
-        _make_latest(stored.tag)
+        make_latest(str(stored.tag))
         return Packaged(str(stored.tag), number, reused=True)
 
     lineage = lineage_of_version(client, version, alias)
@@ -78,26 +68,6 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
     return Packaged(str(stored.tag), number, reused=False)
 
 
-def lineage_of_version(client: MlflowClient, version: ModelVersion, alias: str) -> ModelLineage:
-    """Where a registered version comes from: its run, metrics, notebook and commit."""
-    from service.schemas import ModelLineage
-
-    run_id = str(version.run_id)
-    run = client.get_run(run_id)
-    started = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC)
-    tags = run.data.tags
-    return ModelLineage(
-        name=version.name,
-        version=str(version.version),
-        alias=alias,
-        run_id=run_id,
-        metrics={key: value for key, value in run.data.metrics.items() if key.startswith(METRIC_PREFIX)},
-        trained_at=started.isoformat(timespec="seconds"),
-        notebook_sha256=tags.get(f"{TAG_PREFIX}notebook_sha256"),
-        git_commit=tags.get("mlflow.source.git.commit"),
-    )
-
-
 def _labels(lineage: ModelLineage) -> dict[str, str]:
     """Searchable in `bentoml models list`; the full lineage is in the model's metadata."""
     labels = {
@@ -109,13 +79,3 @@ def _labels(lineage: ModelLineage) -> dict[str, str]:
     }
     labels.update({key: f"{value:.6g}" for key, value in sorted(lineage.metrics.items())})
     return labels
-
-
-def _make_latest(tag: object) -> None:
-    """BentoML's `latest` is the last one created, kept in a file of its store; it has no API to set it."""
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    from bentoml._internal.tag import Tag
-
-    parsed = Tag.from_taglike(str(tag))
-    store = BentoMLContainer.model_store.get()
-    Path(store._path, parsed.latest_path()).write_text(str(parsed.version))

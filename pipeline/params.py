@@ -22,9 +22,6 @@ from typing import Any
 
 from pipeline.errors import BadParameter
 
-# Set by the pipeline itself, never by a person.
-RESERVED = frozenset({"pipeline_invocation"})
-
 _CASTS = {"int", "float", "str", "bool"}
 
 _NUMBER = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)?\s*"
@@ -114,12 +111,10 @@ def declared(notebook: Path) -> dict[str, Parameter]:
 
 def resolve(declared_params: dict[str, Parameter], overrides: dict[str, str]) -> dict[str, Any]:
     """Defaults of the notebook with `overrides` (raw strings from the command line) cast to their types."""
-    values = {name: p.default for name, p in declared_params.items() if name not in RESERVED}
+    values = {name: p.default for name, p in declared_params.items()}
     for name, raw in overrides.items():
-        if name in RESERVED:
-            raise BadParameter(f"parameter {name!r} is set by the pipeline and cannot be given")
         if name not in declared_params:
-            known = ", ".join(sorted(set(declared_params) - RESERVED))
+            known = ", ".join(sorted(declared_params))
             raise BadParameter(f"unknown parameter {name!r}; the notebook declares: {known}")
         values[name] = cast(declared_params[name], raw)
     for name, value in values.items():  # a default outside its own range is the notebook's mistake, named too

@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipeline import evaluation, gate, metrics, registry
+from pipeline import evaluation, gate, registry
 from pipeline.errors import AliasError, PipelineError
 from pipeline.lineage import DATA_SHA_TAG, TASK_TAG
+from service.models import metrics
+from service.models import registry as read_registry
 from service.models.contract import ContractError
 
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ def promote(
     """Give `alias` to `version` unless the current holder scores better on `metric` (default: the task's gate
     metric), or takes other requests (another contract); then only with `force`."""
     candidate = registry.version(client, name, version)
-    current = registry.holder(client, name, alias)
+    current = read_registry.holder(client, name, alias)
     metric = metric or _task_metric(client, candidate)
     score = _own_score(client, candidate, metric)
     if current is None:
@@ -104,8 +106,8 @@ def _contract_differs(client: MlflowClient, candidate: ModelVersion, current: Mo
     from mlflow.exceptions import MlflowException
 
     try:
-        ours = evaluation.contract_at(client, str(candidate.source))
-        theirs = evaluation.contract_at(client, str(current.source))
+        ours = read_registry.contract_at(client, str(candidate.source))
+        theirs = read_registry.contract_at(client, str(current.source))
     except (MlflowException, OSError, ContractError):
         return None
     return ours.differs_from(theirs)

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pipeline.errors import AliasError
-from pipeline.lineage import TAG_PREFIX
+from service.models.lineage import TAG_PREFIX
+from service.models.registry import holder
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -32,16 +33,6 @@ def register(
     # A tracking server needs the logged model's id beside its URI; a local store accepts either.
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     return client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
-
-
-def holder(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The version holding `alias`, or None when no version does (or the model is not registered)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
 
 
 def history(client: MlflowClient, name: str) -> list[str]:

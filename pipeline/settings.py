@@ -1,6 +1,7 @@
-"""Settings of the training pipeline, read from the environment and `.env`.
+"""Settings of the training pipeline (`python -m pipeline ...`), read from the environment and `.env`.
 
-Built once at the entry point (`python -m pipeline ...`) and passed down; nothing reads them at import time.
+Built once at the entry point and passed down; nothing reads them at import time. The fields every deployable
+shares (data folder, tracking store, model name, gate metric) are declared once, in `service.settings.Settings`.
 """
 
 from __future__ import annotations
@@ -9,66 +10,30 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from service.settings import PROJECT_ROOT, UiSettings
+
+__all__ = ["PROJECT_ROOT", "PipelineSettings"]
 
 
-class PipelineSettings(BaseSettings):
-    # The project's .env wherever the command runs from; a .env in the current folder overrides it.
-    model_config = SettingsConfigDict(env_file=(PROJECT_ROOT / ".env", ".env"), extra="ignore")
-
-    data_dir: Path = Field(
-        default=PROJECT_ROOT / ".nbship",
-        description="Project data folder: the embedded MLflow store, its artifacts and executed notebooks.",
+class PipelineSettings(UiSettings):
+    experiment_name: str = Field(default="digits", description="MLflow experiment of the notebook's runs.")
+    champion_alias: str = Field(
+        default="champion", description="The registry alias that names the version to serve."
     )
-    mlflow_tracking_uri: str | None = Field(
-        default=None, description="Any MLflow tracking server or store; default: SQLite under data_dir."
+    gate_margin: float = Field(
+        default=0.0, ge=0.0, description="Least improvement over @champion, in the gate metric's units."
     )
-    experiment_name: str = "digits"
-    model_name: str = Field(default="digits-classifier", description="Registered model name.")
-    champion_alias: str = "champion"
-    gate_metric: str | None = Field(
-        default=None,
-        description="Metric the gate compares; default by task: test_accuracy (classifiers), test_rmse (regressors).",
+    notebook: Path = Field(
+        default=PROJECT_ROOT / "notebooks" / "train.ipynb",
+        description="The training notebook (`python -m pipeline train --notebook PATH` too).",
     )
-    gate_margin: float = Field(default=0.0, ge=0.0, description="Least improvement, in the metric's units.")
-    notebook: Path = PROJECT_ROOT / "notebooks" / "train.ipynb"
-    kernel_name: str = "python3"
-    ui_host: str = "127.0.0.1"
-    ui_port: int = Field(default=5000, ge=1, le=65535)
+    kernel_name: str = Field(default="python3", description="Jupyter kernel that runs the notebook.")
 
-    @field_validator("data_dir", "notebook")
+    @field_validator("notebook")
     @classmethod
-    def _absolute(cls, path: Path) -> Path:
+    def _absolute_notebook(cls, path: Path) -> Path:
         return path.expanduser().resolve()
-
-    @field_validator("gate_metric")
-    @classmethod
-    def _known_metric(cls, metric: str | None) -> str | None:
-        from pipeline.metrics import HIGHER_IS_BETTER
-
-        if metric and metric not in HIGHER_IS_BETTER:
-            raise ValueError(f"unknown metric {metric!r}; one of {', '.join(HIGHER_IS_BETTER)}")
-        return metric or None
-
-    @field_validator("mlflow_tracking_uri")
-    @classmethod
-    def _unset_when_empty(cls, uri: str | None) -> str | None:
-        return uri or None
-
-    @property
-    def store_file(self) -> Path:
-        """The embedded store's SQLite file (used unless MLFLOW_TRACKING_URI names another store)."""
-        return self.data_dir / "mlflow.db"
-
-    @property
-    def embedded_uri(self) -> str:
-        return f"sqlite:///{self.store_file}"
-
-    @property
-    def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or self.embedded_uri
 
     @property
     def artifact_root(self) -> Path:
@@ -78,11 +43,6 @@ class PipelineSettings(BaseSettings):
     def runs_dir(self) -> Path:
         """Where executed notebooks and their HTML reports are written before they are logged."""
         return self.data_dir / "runs"
-
-    @property
-    def is_embedded_store(self) -> bool:
-        """The SQLite file under data_dir, whether by default or named (`python -m pipeline store` prints it)."""
-        return self.tracking_uri == self.embedded_uri
 
     @property
     def artifact_location(self) -> str | None:

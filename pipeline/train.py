@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline import evaluation, gate, lineage, metrics, params, registry, tracking
+from pipeline import evaluation, gate, lineage, params, registry, tracking
 from pipeline.errors import NotebookFailed, PipelineError
-from pipeline.lineage import INVOCATION_TAG, MODEL_URI_TAG, SERVED_CHECK_TAG
-from pipeline.quiet import QUIET_ENV
+from pipeline.lineage import INVOCATION_ENV, INVOCATION_TAG, MODEL_URI_TAG, SERVED_CHECK_TAG
 from pipeline.report import html_report
 from pipeline.settings import PipelineSettings
+from service.models import metrics
+from service.models import registry as read_registry
 from service.models.contract import ContractError
+from service.models.quiet import QUIET_ENV
+from service.models.scoring import HeldOut
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -55,9 +58,7 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
     # meanwhile the kernel imports TensorFlow.
     client = tracking.connect(settings) if _new_embedded_store(settings) else None
     with ThreadPoolExecutor(max_workers=1) as pool:
-        execution = pool.submit(
-            _execute, settings, executed, {**values, "pipeline_invocation": invocation}, progress_bar
-        )
+        execution = pool.submit(_execute, settings, executed, values, invocation, progress_bar)
         client = client or tracking.connect(settings)
         try:
             execution.result()
@@ -96,7 +97,7 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
 
 def _checked(
     client: MlflowClient, settings: PipelineSettings, found: Run, executed: Path
-) -> tuple[ModelContract, evaluation.HeldOut, str]:
+) -> tuple[ModelContract, HeldOut, str]:
     """The run's model, its held-out rows, its contract and the gate metric. The model was loaded back as the
     service loads it and answered the rows as in the notebook (`pipeline.notebook.log_model` checks it there,
     where TensorFlow is loaded already, and tags the run). Anything else is a PipelineError: nothing registered."""
@@ -111,7 +112,7 @@ def _checked(
             "the logged model was not checked as the service loads it: log it with pipeline.notebook.log_model"
         )
     try:
-        contract = evaluation.contract_at(client, model_uri)
+        contract = read_registry.contract_at(client, model_uri)
     except ContractError as exc:
         raise PipelineError(f"the logged model cannot be served: {exc}") from None
     metric = settings.gate_metric or metrics.DEFAULT_GATE_METRIC[contract.task]
@@ -133,14 +134,17 @@ def _new_embedded_store(settings: PipelineSettings) -> bool:
     return settings.is_embedded_store and not settings.store_file.exists()
 
 
-def _execute(settings: PipelineSettings, executed: Path, values: dict[str, Any], progress_bar: bool) -> None:
+def _execute(
+    settings: PipelineSettings, executed: Path, values: dict[str, Any], invocation: str, progress_bar: bool
+) -> None:
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     executed.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with _environment(settings.kernel_env(), defaults=QUIET_ENV):  # the kernel inherits it
+        kernel_env = settings.kernel_env() | {INVOCATION_ENV: invocation}
+        with _environment(kernel_env, defaults=QUIET_ENV):  # the kernel inherits it
             papermill.execute_notebook(
                 str(settings.notebook),
                 str(executed),

@@ -1,14 +1,12 @@
 """The prediction service: `POST /predict` with adaptive batching, `GET /model`, the job API (`POST /jobs`,
-`GET /jobs/{id}`, see service/jobs/api.py) and BentoML's own routes (`/livez`, `/readyz`, `/metrics`, the
-OpenAPI page at `/` and `/docs.json`). With `API_KEYS` set, all but health, readiness, metrics and the OpenAPI
-document need a bearer key; bodies over `MAX_BODY_BYTES` are refused (service/access.py).
+`GET /jobs/{id}`, service/jobs/api.py), MLflow's alias webhook (`POST /hooks/mlflow`) and BentoML's own routes
+(`/livez`, `/readyz`, `/metrics`, the OpenAPI page at `/` and `/docs.json`).
 
-Serve the packaged champion with `bentoml serve service.service:PredictionService` (or `nox -s serve`, which
-follows `@champion`: FOLLOW_ALIAS, service/models/source.py; `POST /hooks/mlflow` takes MLflow's alias webhook).
-Defining the service reads `ServiceSettings` (the batching bounds are part of the API's definition) and the
-packaged model's contract from its MLmodel file (the request and answer shapes of the API and its document):
-each worker loads the model once, in `__init__`, and opens the job store and broker clients (`JobSettings`) when
-its job app starts; a store or broker that is down fails only the job requests (503).
+Serve the packaged champion with `bentoml serve service.service:PredictionService` (`./noxw -s serve` follows
+`@champion`: FOLLOW_ALIAS, service/models/source.py). Defining the service reads `ServiceSettings` (the batching
+bounds are part of the API's definition) and the packaged model's contract (the request and answer shapes of the
+API and its document); each worker loads the model once, in `__init__`, and opens the job store and broker
+clients when its job app starts: a store or broker that is down fails only the job requests (503).
 """
 
 from collections.abc import Iterator
@@ -22,27 +20,29 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from pipeline.settings import PipelineSettings
-from service import batching
-from service.access import LimitBody, RequireKey
-from service.batch_dispatcher import use_in_bentoml as use_batch_dispatcher
-from service.content_type import RequireJson
-from service.docs_page import DocsPage
-from service.errors import error_document
+from service.http.access import LimitBody, RequireKey
+from service.http.content_type import RequireJson
+from service.http.docs_page import DocsPage
+from service.http.error_rewrite import JsonErrors
+from service.http.error_shape import error_document
+from service.http.rows import RowRules
+from service.http.schemas import ServedModel, answer_model, request_model
 from service.jobs.api import BarePath, served_jobs_app
-from service.jobs.settings import JobSettings
+from service.jobs.queue import quiet_broker_client
 from service.jobs.submit import JobBackend, open_jobs
-from service.json_errors import JsonErrors
-from service.logs import drop_client_errors, quiet_broker_client
-from service.model_calls import ModelCalls
 from service.models import webhook
 from service.models.contract import ContractError, ModelContract, read_contract
-from service.models.packaged import lineage_of, load_stored, model_dir
-from service.models.source import SourceSettings, model_source, prometheus_reporter
-from service.request_timeout import use_in_bentoml as use_request_timeout
-from service.requests import RowRules
-from service.schemas import ModelLineage, NoopResponse, ServedModel, answer_model, request_model
-from service.serving_tweaks import bind_api_methods, freeze_loaded_objects, listen_on_own_socket
+from service.models.lineage import ModelLineage
+from service.models.source import model_source, prometheus_reporter
+from service.serving import answer_container, bentoml_files
+from service.serving.api_methods import bind_api_methods
+from service.serving.dispatcher import use_in_bentoml as use_batch_dispatcher
+from service.serving.error_log import drop_client_errors
+from service.serving.frozen_objects import freeze_loaded_objects
+from service.serving.model_calls import ModelCalls
+from service.serving.own_socket import listen_on_own_socket
+from service.serving.packaged import lineage_of, load_stored, model_dir
+from service.serving.request_timeout import use_in_bentoml as use_request_timeout
 from service.settings import ServiceSettings
 
 settings = ServiceSettings()
@@ -63,7 +63,7 @@ def _contract_if_stored() -> ModelContract | None:
 
 contract = _contract_if_stored()
 Answer = answer_model(contract)
-batching.register(Answer)
+answer_container.register(Answer)
 use_request_timeout()
 use_batch_dispatcher()
 PredictRequest = request_model("PredictRequest", RowRules(_contract, settings.max_rows), contract)
@@ -73,12 +73,12 @@ routes = FastAPI(title="model lineage", docs_url=None, redoc_url=None, openapi_u
 
 @contextmanager
 def _open_jobs() -> Iterator[JobBackend]:
-    with open_jobs(JobSettings()) as backend:
+    with open_jobs(settings) as backend:
         yield backend
 
 
 # Job bodies are parsed as /predict's are, up to the per-job row limit.
-JobRequest = request_model("JobRequest", RowRules(_contract, JobSettings().max_rows_per_job), contract)
+JobRequest = request_model("JobRequest", RowRules(_contract, settings.max_rows_per_job), contract)
 jobs = served_jobs_app(_open_jobs, JobRequest)
 
 
@@ -110,12 +110,10 @@ class PredictionService:
         )
         lineage = lineage_of(stored).model_copy(update={"bento_model": str(stored.tag)})
         # Which version answers: the packaged one, or (FOLLOW_ALIAS) the registry alias's, as the job worker decides.
-        self.source_settings = SourceSettings()
-        self.pipeline_settings = PipelineSettings()  # the registry a follower asks, and its data folder
-        secret = self.source_settings.webhook_secret
+        secret = settings.webhook_secret
         self.webhook_secret = secret.get_secret_value() if secret else None
         self.models = model_source(
-            packaged, self.source_settings, lineage.model_dump(exclude_none=True), prometheus_reporter()
+            packaged, settings, lineage.model_dump(exclude_none=True), prometheus_reporter()
         )
         freeze_loaded_objects()  # last: what is loaded by now lives as long as the worker
 
@@ -133,13 +131,6 @@ class PredictionService:
         served = ServedModel.model_construct(name=model.name, version=model.version)
         return respond(Answer, served, model.contract, await self.model_calls.predict(model, instances))
 
-    if settings.noop_endpoint:
-
-        @bentoml.api
-        async def noop(self, instances: list[Any]) -> NoopResponse:
-            """Benchmarks only (NOOP_ENDPOINT=1): the HTTP stack's ceiling, parsing the same body."""
-            return NoopResponse(rows=len(instances))
-
     @routes.post("/hooks/mlflow", status_code=202)
     async def mlflow_webhook(self, request: Request) -> JSONResponse:
         """MLflow's `model_version_alias.created` webhook, signed with WEBHOOK_SECRET: every follower on this host
@@ -152,10 +143,9 @@ class PredictionService:
             event = webhook.verified_event(secret, {k.lower(): v for k, v in request.headers.items()}, body)
         except webhook.BadDelivery as exc:
             return JSONResponse(error_document(str(exc)), 401)
-        pipeline = self.pipeline_settings
-        if not webhook.names_alias(event, pipeline.model_name, self.source_settings.follow_alias or ""):
+        if not webhook.names_alias(event, settings.model_name, settings.follow_alias or ""):
             return JSONResponse({"nudged": False}, 200)
-        webhook.nudge(webhook.nudge_file(pipeline.data_dir, pipeline.model_name))
+        webhook.nudge(webhook.nudge_file(settings.data_dir, settings.model_name))
         return JSONResponse({"nudged": True}, 202)
 
     @routes.get("/model", response_model=ModelLineage)
@@ -170,14 +160,18 @@ class PredictionService:
 
 
 # Outermost of ours: every error answer is JSON. Clients do not re-POST after a redirect: the bare `POST /jobs`
-# is served, not sent to `/jobs/` with a 307. Then the key check (only with API_KEYS: without, nothing changes), then the body limit: a caller without a key
-# gets a 401 before anything is read. (`bentoml.service` makes the class a Service; its typing shows the class.)
+# is served, not sent to `/jobs/` with a 307. Then the key check (only with API_KEYS: without, nothing changes),
+# then the body limit: a caller without a key gets a 401 before anything is read. (`bentoml.service` makes the
+# class a Service; its typing shows the class.)
 _outer = cast(bentoml.Service[Any], PredictionService)
 _outer.add_asgi_middleware(JsonErrors)
 _outer.add_asgi_middleware(BarePath, prefix="/jobs")
 _outer.add_asgi_middleware(RequireJson, paths=("/predict", "/jobs"))
 _outer.add_asgi_middleware(  # `/`, `/docs`, `/docs.json`
-    DocsPage, served=lambda: lineage_of(champion.stored), task=contract.task if contract else None
+    DocsPage,
+    served=lambda: lineage_of(champion.stored),
+    swagger=bentoml_files.swagger_dir(),
+    task=contract.task if contract else None,
 )
 if settings.api_keys:
     _outer.add_asgi_middleware(RequireKey, keys=settings.api_keys)

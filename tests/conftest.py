@@ -75,7 +75,7 @@ class ChampionStore:
 @pytest.fixture(scope="session")
 def champion_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChampionStore]:
     """Train (1 epoch, in process) and register a digits model as @champion of a tmp store."""
-    from pipeline.quiet import quiet
+    from service.models.quiet import quiet
 
     quiet()
     from support.digits import build_model, fit, load_split, log_and_register
@@ -134,7 +134,7 @@ def packaged_champion(champion_store: ChampionStore) -> str:
 from support.job_servers import delete_queues, ensure_broker, fresh_job_settings, nx_server  # noqa: E402
 from support.processes import free_port  # noqa: E402
 
-from service.jobs.settings import JobSettings  # noqa: E402
+from service.settings import WorkerSettings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -158,7 +158,7 @@ def amqp_url() -> str:
 
 
 @pytest.fixture
-def job_settings(mongo_url: str, amqp_url: str) -> Iterator[JobSettings]:
+def job_settings(mongo_url: str, amqp_url: str) -> Iterator[WorkerSettings]:
     """A database and queues of the test's own, deleted afterwards."""
     settings = fresh_job_settings(mongo_url, amqp_url)
     yield settings

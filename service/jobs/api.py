@@ -1,16 +1,15 @@
 """HTTP for jobs: a FastAPI app meant to be mounted at /jobs beside the BentoML APIs.
 
-    POST /jobs        a body as /predict takes it (service.requests), optional Idempotency-Key -> 202 {id, status, url}
+    POST /jobs        a body as /predict takes it (service.http.rows), optional Idempotency-Key -> 202 {id, status, url}
     GET  /jobs/{id}   queued | running | succeeded (+ result as /predict answers, model, timings) | failed (+ error)
 
-Errors are the service's one JSON shape (service.errors): 400 a body that is not JSON, 404 unknown or malformed id
+Errors are the service's one JSON shape (service.http.error_shape): 400 a body that is not JSON, 404 unknown or malformed id
 (or another API key's job), 422 invalid rows (the message names the row and field) or an idempotency key reused
-with other instances (as the IETF Idempotency-Key draft advises), 503 store down. A job belongs to the API key name that submitted it (`service.access.caller`, "" without keys):
+with other instances (as the IETF Idempotency-Key draft advises), 503 store down. A job belongs to the API key name that submitted it (`service.http.access.caller`, "" without keys):
 only that key sees it, and idempotency keys are per owner.
 
-`create_jobs_app` serves a given submitter and store; `served_jobs_app` opens its own when the app starts (in
-each server worker process, through the app's lifespan, which BentoML runs for mounted apps) and closes them
-when it stops.
+`served_jobs_app` opens its store and submitter when the app starts (in each server worker process, through the
+app's lifespan, which BentoML runs for mounted apps) and closes them when it stops.
 """
 
 import datetime as dt
@@ -24,19 +23,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.access import caller
-from service.errors import error_document, is_json_syntax_error, validation_document
-from service.jobs.store import IdempotencyConflict, JobStore, StoreUnavailable, is_job_id
-from service.jobs.submit import JobBackend, JobSubmitter
+from service.http.access import caller
+from service.http.error_shape import error_document, is_json_syntax_error, validation_document
+from service.jobs.store import IdempotencyConflict, StoreUnavailable, is_job_id
+from service.jobs.submit import JobBackend
 
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
-
-
-def create_jobs_app(submitter: JobSubmitter, store: JobStore, request: type[BaseModel]) -> FastAPI:
-    """`request`: the body model (service.schemas.request_model), which parses the rows."""
-    app = _jobs_app(request)
-    app.state.jobs = JobBackend(submitter, store)
-    return app
 
 
 def served_jobs_app(
@@ -50,7 +42,7 @@ def served_jobs_app(
             app.state.jobs = backend
             yield
 
-    return _jobs_app(request, lifespan)
+    return jobs_app(request, lifespan)
 
 
 def _backend(request: Request) -> JobBackend:
@@ -58,7 +50,7 @@ def _backend(request: Request) -> JobBackend:
     return backend
 
 
-def _jobs_app(
+def jobs_app(
     body_model: type[BaseModel],
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:

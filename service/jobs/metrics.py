@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
-from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -66,9 +64,3 @@ def submit_group_sizes(registry: CollectorRegistry = REGISTRY) -> Histogram:
         buckets=GROUP_BUCKETS,
         registry=registry,
     )
-
-
-def bentoml_metrics_dir() -> Path:
-    """Where the service's `/metrics` reads other processes' samples; BentoML empties it when the service
-    starts, so a worker started with PROMETHEUS_MULTIPROC_DIR set to it must start after the service."""
-    return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")) / "prometheus_multiproc_dir"

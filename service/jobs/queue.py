@@ -22,7 +22,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPChannelError, AMQPConnectionError, AMQPError
 
-from service.jobs.settings import JobSettings
+from service.settings import JobSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,13 @@ class JobMessage:
         if not (isinstance(job_id, str) and isinstance(n_rows, int) and not isinstance(n_rows, bool)):
             raise MalformedMessage(f"not a job message: {body[:80]!r}")
         return cls(job_id, n_rows)
+
+
+def quiet_broker_client() -> None:
+    """pika logs an ERROR with a traceback for every failed connection attempt (hundreds a minute while RabbitMQ
+    restarts); the job layer reports those failures itself (a warning per job left for the sweeper, or per
+    worker reconnect)."""
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 def connection_parameters(settings: JobSettings) -> pika.URLParameters:

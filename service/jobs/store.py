@@ -39,7 +39,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError, WriteError
 from pymongo.write_concern import WriteConcern
 
-from service.jobs.settings import JobSettings
+from service.settings import JobSettings
 
 STATES = ("queued", "running", "succeeded", "failed")
 FINAL_STATES = ("succeeded", "failed")

@@ -26,8 +26,8 @@ import numpy as np
 
 from service.jobs.metrics import submit_group_sizes
 from service.jobs.queue import BrokerUnavailable, GroupPublishers, JobMessage
-from service.jobs.settings import JobSettings
 from service.jobs.store import Job, JobStore, StoreUnavailable, Submission, connect_store
+from service.settings import JobSettings
 
 log = logging.getLogger(__name__)
 

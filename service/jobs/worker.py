@@ -10,14 +10,12 @@ expired leases and publishes jobs whose publish was never confirmed. SIGTERM fin
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,13 +34,14 @@ from service.jobs.queue import (
     connection_parameters,
     declare_queues,
     queue_depths,
+    quiet_broker_client,
 )
-from service.jobs.settings import JobSettings
 from service.jobs.store import ClaimedJob, JobStore, Outcome, StoreUnavailable
-from service.logs import quiet_broker_client
 from service.models.contract import ContractError, show_shape
+from service.models.quiet import quiet
 from service.models.source import Model as Predictor
 from service.models.source import ModelSource
+from service.settings import JobSettings, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ class Worker:
         stop: threading.Event | None = None,
     ) -> None:
         """`models`: the source that says which model answers (service.models.source, as for the API), or one
-        fixed predictor (tests inject fakes)."""
+        fixed model."""
         self._settings = settings
         self._store = store
         self._models: ModelSource[Any] = models if isinstance(models, ModelSource) else ModelSource(models)
@@ -244,50 +243,37 @@ class Worker:
         self._metrics.snapshot(self._store.counts(BACKLOG), queue_depths(channel, self._settings))
 
 
-def _model_source() -> ModelSource[Any]:
+def packaged_source(settings: WorkerSettings) -> ModelSource[Any]:
     """The packaged model (the BentoML store; in an image, the Bento's own), as the API beside it serves it,
     following the registry's alias when FOLLOW_ALIAS says so."""
-    from service.models.packaged import load_packaged
-    from service.models.source import SourceSettings, model_source, prometheus_reporter
-    from service.settings import ServiceSettings
+    from service.models.source import model_source, prometheus_reporter
+    from service.serving.packaged import load_packaged
 
-    return model_source(
-        load_packaged(ServiceSettings().bento_model_tag), SourceSettings(), on_change=prometheus_reporter()
+    packaged = load_packaged(
+        settings.bento_model_tag,
+        intra_op_threads=settings.tf_intra_op_threads,
+        inter_op_threads=settings.tf_inter_op_threads,
     )
+    return model_source(packaged, settings, on_change=prometheus_reporter())
 
 
-def load_factory(spec: str) -> Callable[[], Predictor]:
-    module, _, attribute = spec.partition(":")
-    factory: Callable[[], Predictor] = getattr(importlib.import_module(module), attribute)
-    return factory
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.jobs.worker", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--predictor",
-        default=None,
-        help="MODULE:FACTORY returning a fixed Predictor (default: the setting WORKER_PREDICTOR; unset: the packaged "
-        "model, following FOLLOW_ALIAS when set, as the API does)",
-    )
-    args = parser.parse_args(argv)
-    from pipeline.quiet import quiet
-
+def configure_logging() -> None:
+    """Other libraries at WARNING; the worker's own start-up line and summaries at INFO (NBSHIP_VERBOSE=1: all)."""
     quiet()
     verbose = os.environ.get("NBSHIP_VERBOSE") == "1"
-    # Other libraries at WARNING; the worker's own start-up line and summaries at INFO.
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(message)s"
     )
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
         quiet_broker_client()
-    settings = JobSettings()
+
+
+def run(settings: WorkerSettings, models: ModelSource[Any]) -> int:
+    """Serve jobs with `models` until SIGTERM or SIGINT, which finish the batch in hand."""
     from service.jobs.store import connect_store
     from service.jobs.worker_log import SummarizingMetrics, startup_line
 
-    factory = args.predictor or settings.worker_predictor
-    models: ModelSource[Any] = ModelSource(load_factory(factory)()) if factory else _model_source()
     metrics = SummarizingMetrics(settings.summary_interval_s, log)
     worker = Worker(settings, connect_store(settings), models, metrics)
     log.info(startup_line(models.current.name, models.current.version, models.status.mode, settings))
@@ -299,6 +285,14 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: worker.stop.set())
     worker.run()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service.jobs.worker", description=__doc__.split("\n")[0])
+    parser.parse_args(argv)
+    configure_logging()
+    settings = WorkerSettings()
+    return run(settings, packaged_source(settings))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from collections import Counter
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from service.jobs.metrics import JobMetrics
-from service.jobs.settings import JobSettings
+from service.settings import JobSettings
 
 
 def startup_line(model_name: str, model_version: str, mode: str, settings: JobSettings) -> str:

@@ -1,12 +1,10 @@
 """Load an MLflow model for serving: a compiled graph for Keras models, MLflow pyfunc for any other flavour.
 
 Independent of BentoML: the API and the job worker load the packaged model's folder, and a follower of the
-registry's alias each new version's (service.models.source), all through `load_model_dir`; each gets the model's contract
-(service.models.contract), `predict(rows [n, *input shape]) -> outputs [n, *output shape]` and the name and version
-that answer.
-
-Keras `model.predict()` (which MLflow pyfunc calls) costs about 90 ms a call whatever the batch; a
-`tf.function` over the model costs about 1 ms.
+registry's alias each new version's (service.models.source), all through `load_model_dir`; each gets the model's
+contract (service.models.contract), `predict(rows [n, *input shape]) -> outputs [n, *output shape]` and the name
+and version that answer. Keras `model.predict()`, which MLflow pyfunc calls, has a large fixed cost a call; a
+graph over the model does not (DESIGN.md, "Facts that shape the code").
 """
 
 from __future__ import annotations
@@ -18,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.quiet import quiet
 from service.models.contract import ModelContract, read_contract
+from service.models.quiet import quiet, quiet_keras
 
-MLFLOW_MODEL_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model in its folder
 Predict = Callable[[np.ndarray], np.ndarray]
 
 
@@ -69,13 +66,11 @@ def _keras_predict(model_dir: Path, contract: ModelContract) -> Predict:
     import mlflow.keras
     import tensorflow as tf
 
-    from pipeline.quiet import quiet_keras
-
     quiet_keras()
     model = mlflow.keras.load_model(str(model_dir))
     # One graph for every batch size: the batch dimension stays unknown, so no retracing per size. Calling the
-    # concrete function skips tf.function's per-call dispatch (input binding, trace-cache lookup): about 0.27 ms
-    # of the 0.65 ms a small batch of the digits model costs.
+    # concrete function skips tf.function's per-call dispatch (input binding, trace-cache lookup), a large part
+    # of a small batch's cost (docs/benchmarks/serve.md).
     graph = tf.function(
         lambda x: model(x, training=False),
         input_signature=[tf.TensorSpec([None, *contract.input.shape], tf.as_dtype(contract.input.dtype))],

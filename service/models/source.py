@@ -25,16 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from pipeline.settings import PROJECT_ROOT
+from service.models import metrics, registry
 from service.models.contract import ContractError, ModelContract
+from service.models.lineage import lineage_of_version
+from service.models.scoring import NoHeldOutRows, held_out, score_on
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from pipeline.settings import PipelineSettings
     from service.models.loader import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -42,22 +40,26 @@ NUDGE_CHECK_S = 0.1  # how often a follower looks at the nudge file (one stat ca
 SCORE_TOLERANCE = 1e-4  # the served path's score on the held-out rows against the figure the run logged
 
 
-class SourceSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=(PROJECT_ROOT / ".env", ".env"), extra="ignore", hide_input_in_errors=True
-    )
+class FollowSettings(Protocol):
+    """What a follower reads of its process's settings (service.settings.SourceSettings has it all)."""
 
-    follow_alias: str | None = Field(
-        default=None,
-        description="Follow this registry alias (e.g. champion): switch to each version it names, checked first. "
-        "Unset: serve the packaged model only (pinned).",
-    )
-    follow_interval_s: float = Field(default=2.0, gt=0, description="How often a follower asks the registry.")
-    webhook_secret: SecretStr | None = Field(
-        default=None,
-        description="The secret of an MLflow webhook on model_version_alias.created: POST /hooks/mlflow with a "
-        "valid signature makes every follower on this host ask the registry at once.",
-    )
+    @property
+    def tracking_uri(self) -> str: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def gate_metric(self) -> str | None: ...
+
+    @property
+    def follow_alias(self) -> str | None: ...
+
+    @property
+    def follow_interval_s(self) -> float: ...
 
 
 class Model(Protocol):
@@ -179,18 +181,15 @@ class ModelSource(Generic[M]):
 class Follower:
     """One poll: ask which version the alias names; switch to it if it is new and passes the checks."""
 
-    def __init__(self, pipeline: PipelineSettings, alias: str) -> None:
-        self._pipeline = pipeline
+    def __init__(self, settings: FollowSettings, alias: str) -> None:
+        self._settings = settings
         self._alias = alias
         self._client: Any = None
 
     def __call__(self, source: ModelSource[LoadedModel]) -> None:
-        from pipeline import registry, tracking
-        from pipeline.package import lineage_of_version
-
         if self._client is None:
-            self._client = tracking.connect(self._pipeline)
-        holder = registry.holder(self._client, self._pipeline.model_name, self._alias)
+            self._client = registry.connect(self._settings.tracking_uri)
+        holder = registry.holder(self._client, self._settings.model_name, self._alias)
         if holder is None:
             return
         version = str(holder.version)
@@ -208,18 +207,15 @@ class Follower:
 
     def _checked(self, holder: Any, current: LoadedModel) -> LoadedModel:
         """The new version, loaded beside the current one, warmed up and checked; CandidateRefused otherwise."""
-        from pipeline import evaluation, metrics
-        from pipeline.errors import PipelineError
+        from service.models.loader import load_model_dir
 
-        client, name, version = self._client, self._pipeline.model_name, str(holder.version)
-        folder = self._pipeline.data_dir / "served" / name / version
+        client, name, version = self._client, self._settings.model_name, str(holder.version)
+        folder = self._settings.data_dir / "served" / name / version
         # A download that fails (the registry or its artifact store is away) is tried again at the next poll;
         # a version whose files are there but do not load is refused.
-        model_dir = evaluation.download_model(client, f"models:/{name}/{version}", folder)
+        model_dir = registry.download_model(client, f"models:/{name}/{version}", folder)
         try:
-            candidate = evaluation.load(model_dir, name, version)  # traces the graph: the warm-up
-        except PipelineError as exc:
-            raise CandidateRefused(f"cannot be loaded: {exc}") from None
+            candidate = load_model_dir(model_dir, name, version)  # traces the graph: the warm-up
         except Exception as exc:  # a damaged artifact fails in Keras or MLflow in many ways
             raise CandidateRefused(f"cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from None
         differs = candidate.contract.differs_from(current.contract)
@@ -228,11 +224,11 @@ class Follower:
         run = client.get_run(holder.run_id) if holder.run_id else None
         if run is None:
             raise CandidateRefused("it has no training run to check it against")
-        metric = self._pipeline.gate_metric or metrics.DEFAULT_GATE_METRIC[candidate.contract.task]
+        metric = self._settings.gate_metric or metrics.DEFAULT_GATE_METRIC[candidate.contract.task]
         logged = run.data.metrics.get(metric)
         try:
-            scored = evaluation.score_on(candidate, evaluation.held_out(client, holder.run_id))[metric]
-        except (PipelineError, ContractError) as exc:
+            scored = score_on(candidate, held_out(client, holder.run_id))[metric]
+        except (NoHeldOutRows, ContractError) as exc:
             raise CandidateRefused(f"cannot be checked on its held-out rows: {exc}") from None
         if logged is None or abs(scored - logged) > SCORE_TOLERANCE:
             raise CandidateRefused(
@@ -247,19 +243,17 @@ class CandidateRefused(Exception):
 
 def model_source(
     initial: LoadedModel,
-    settings: SourceSettings,
+    settings: FollowSettings,
     lineage: dict[str, Any] | None = None,
     on_change: Callable[[str, str], None] | None = None,
 ) -> ModelSource[LoadedModel]:
     """The source the settings name, started: the packaged model, following the alias if FOLLOW_ALIAS is set."""
     if not settings.follow_alias:
         return ModelSource(initial, lineage, on_change=on_change)
-    from pipeline.settings import PipelineSettings
     from service.models.webhook import nudge_file
 
-    pipeline = PipelineSettings()
-    follower = Follower(pipeline, settings.follow_alias)
-    nudges = nudge_file(pipeline.data_dir, pipeline.model_name)
+    follower = Follower(settings, settings.follow_alias)
+    nudges = nudge_file(settings.data_dir, settings.model_name)
     source = ModelSource(initial, lineage, follower, f"following @{settings.follow_alias}", on_change, nudges)
     source.start(settings.follow_interval_s)
     return source

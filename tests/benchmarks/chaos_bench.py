@@ -21,7 +21,7 @@ from common import DOCS, header
 from support.chaos import ChaosConfig, HeavierChampion, PhaseResult, frequent_kills, run_phase
 from support.job_servers import ensure_broker
 
-from service.jobs.settings import JobSettings
+from service.settings import JobSettings
 
 
 def main(argv: list[str]) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kill-every-s", type=float, default=5.0)
     parser.add_argument("--frequent-kill-every-s", type=float, default=1.0)
     args = parser.parse_args(argv)
-    from pipeline.quiet import quiet
+    from service.models.quiet import quiet
 
     quiet()
     amqp_url = ensure_broker()

@@ -40,8 +40,8 @@ from support.job_servers import delete_queues, ensure_broker, fresh_job_settings
 from support.processes import descendants, free_port, http_ok, running, wait_until
 
 from service.jobs.queue import JobMessage, connection_parameters, declare_queues
-from service.jobs.settings import JobSettings
 from service.jobs.store import JobStore, connect_store
+from service.settings import JobSettings
 
 CASES = ("job workers", "classic workers (tutorial)")
 WORKERS = 2  # API workers, and job workers of each kind
@@ -84,10 +84,10 @@ class ClassicWorker:
 
 def classic_worker() -> int:
     """`jobs_bench.py classic-worker`: one classic worker process on the packaged model, stopped by SIGTERM."""
-    from pipeline.quiet import quiet
+    from service.models.quiet import quiet
 
     quiet()
-    from service.models.packaged import load_packaged
+    from service.serving.packaged import load_packaged
     from service.settings import ServiceSettings
 
     settings = JobSettings()
@@ -478,7 +478,7 @@ def main(argv: list[str]) -> int:
         "--profile", type=Path, default=None, help="py-spy the job workers' case's processes into this folder"
     )
     args = parser.parse_args(argv)
-    from pipeline.quiet import quiet
+    from service.models.quiet import quiet
 
     quiet()
     row = digit_rows()[:1].tolist()

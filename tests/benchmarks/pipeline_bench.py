@@ -100,9 +100,9 @@ def metric_costs() -> tuple[float, float]:
     import pandas as pd
     from support.digits import CLASS_NAMES, load_split
 
-    from pipeline import metrics
-    from pipeline.quiet import quiet
+    from service.models import metrics
     from service.models.contract import ModelContract, Tensor
+    from service.models.quiet import quiet
 
     quiet()
     import mlflow

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for `sup
 
 from support.digits import build_model, fit, load_split
 
-from pipeline.quiet import quiet, quiet_keras
+from service.models.quiet import quiet, quiet_keras
 
 
 def main(argv: list[str]) -> None:

@@ -157,7 +157,7 @@ def digits(base: dict[str, str], store: Path) -> Subject:
 
 def heavy(base: dict[str, str], store: Path) -> Subject:
     """A wide random-weight MLP, logged, registered as @champion of a tmp store and packaged like the champion."""
-    from pipeline.quiet import quiet
+    from service.models.quiet import quiet
 
     quiet()
     import keras
@@ -332,11 +332,14 @@ def server_env(extra: dict[str, str]) -> dict[str, str]:
 def command(server: str, subject: Subject, port: int) -> tuple[list[str], dict[str, str]]:
     bin_dir = Path(sys.executable).parent
     address = ["--host", "127.0.0.1", "--port", str(port)]
+    here = str(Path(__file__).resolve().parent)
     if server in ("batched", "unbatched"):
-        env = {"WORKERS": str(WORKERS), "NOOP_ENDPOINT": "1", "BATCHING": str(server == "batched").lower()}
+        env = {"WORKERS": str(WORKERS), "BATCHING": str(server == "batched").lower()}
         if subject.name == "heavy":
             env["MAX_LATENCY_MS"] = "5000"  # a hard bound: keep it above a full batch of the heavy model
-        return [str(bin_dir / "bentoml"), "serve", "service.service:PredictionService", *address], env
+        # The production service with a no-op route added (tests/benchmarks/noop_service.py): the ceiling.
+        serve = [str(bin_dir / "bentoml"), "serve", "noop_service:NoopService", "--working-dir", here]
+        return [*serve, *address], env | {"PYTHONPATH": str(ROOT)}
     if server == "mlflow":
         from pipeline.settings import PipelineSettings
 
@@ -345,7 +348,6 @@ def command(server: str, subject: Subject, port: int) -> tuple[list[str], dict[s
         return [*argv, "-w", str(WORKERS), "-h", "127.0.0.1", "-p", str(port)], {
             "MLFLOW_TRACKING_URI": tracking
         }
-    here = str(Path(__file__).resolve().parent)
     if server == "bentoml-mlflow":
         argv = [
             str(bin_dir / "bentoml"),

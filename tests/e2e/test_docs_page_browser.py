@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from support.documentation import documentation
 
-from tests.conftest import PROJECT_ROOT, KeyedService
+from tests.conftest import KeyedService
 
 CHROMIUM = shutil.which("chromium")
 # Quiet, isolated, and unable to resolve any name: a page that tries another host fails, and the test sees it.
@@ -95,8 +96,8 @@ def test_the_document_is_the_projects(client: httpx.Client) -> None:
 
 
 def readme_service_paths() -> set[str]:
-    """Service paths the README names: in URLs of the local service, or alone in backticks (`/docs`)."""
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    """Service paths the README and docs/ name: in URLs of the local service, or alone in backticks (`/docs`)."""
+    readme = documentation()
     in_urls = re.findall(r"http://127\.0\.0\.1:3000(/[\w./-]*)", readme)
     alone = re.findall(r"`(/[\w./{}-]*)`", readme)
     filesystem = {"/tmp"}

@@ -23,7 +23,7 @@ from support.job_servers import delete_queues, fresh_job_settings, settings_env
 from support.processes import free_port, http_ok, running, wait_until
 from support.served import served_service
 
-from service.jobs.metrics import bentoml_metrics_dir
+from service.serving import bentoml_files
 from tests.conftest import PROJECT_ROOT, ChampionStore, pipeline_command
 
 pytestmark = pytest.mark.slow
@@ -77,7 +77,7 @@ def registry(champion_store: ChampionStore, tmp_path_factory: pytest.TempPathFac
                 expected[version] = np.asarray(model.predict_on_batch(champion_store.rows))
         second = client.get_model_version(MODEL, "2")
         damaged = folder / "damaged"
-        from pipeline.evaluation import download_model
+        from service.models.registry import download_model
 
         shutil.copytree(download_model(client, str(second.source), folder / "download"), damaged)
         for weights in damaged.rglob("*.keras"):
@@ -140,7 +140,7 @@ def following(
     worker = [sys.executable, "-m", "service.jobs.worker"]
     try:
         with served_service(free_port(), env, folder / "service.log") as url:
-            worker_env = env | {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_metrics_dir())}
+            worker_env = env | {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_files.metrics_dir())}
             with (
                 running(
                     worker, lambda: True, "worker", folder / "worker.log", env=worker_env, cwd=PROJECT_ROOT

@@ -19,7 +19,7 @@ import pytest
 from support.job_servers import delete_queues, fresh_job_settings, nx_server, settings_env
 from support.processes import free_port, running
 
-from service.jobs.metrics import bentoml_metrics_dir
+from service.serving import bentoml_files
 from tests.conftest import PROJECT_ROOT, ChampionStore
 from tests.e2e.conftest import BAD_BODIES, BAD_CONTENT_TYPES, wait_ready
 
@@ -69,7 +69,7 @@ def served(
                     "predict": client.post("/predict", json={"instances": [[0.0] * 64]}),
                 }
             # After the service: BentoML empties its metrics folder when it starts.
-            worker_env = champion_store.env(PROMETHEUS_MULTIPROC_DIR=str(bentoml_metrics_dir()))
+            worker_env = champion_store.env(PROMETHEUS_MULTIPROC_DIR=str(bentoml_files.metrics_dir()))
             with (
                 nx_server(folder / "nx-27017", nx_port),
                 running(

@@ -16,7 +16,7 @@ import pytest
 from support.processes import http_ok, running
 from support.served import BENTOML, SERVICE
 
-from service.polling import wait_until
+from service.stack.polling import wait_until
 from tests.conftest import PROJECT_ROOT, ChampionStore
 from tests.e2e.conftest import BAD_BODIES, free_port, wait_ready
 

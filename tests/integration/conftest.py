@@ -18,10 +18,10 @@ from support.models import DIGITS_LIKE
 from support.processes import wait_until
 
 from service.jobs.metrics import JobMetrics
-from service.jobs.settings import JobSettings
 from service.jobs.store import JobStore, connect_store
 from service.jobs.submit import JobSubmitter, submitting
 from service.jobs.worker import Predictor, Worker
+from service.settings import JobSettings
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def start_worker(job_settings: JobSettings) -> Iterator[StartWorker]:
 
 
 class SlowFakeModel(FakeModel):
-    """For worker processes (`--predictor conftest:SlowFakeModel`): 0.2 s a batch, time to kill one mid-batch."""
+    """For worker processes (`python -m support.fake_worker conftest:SlowFakeModel`): 0.2 s a batch, time to kill one mid-batch."""
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         time.sleep(0.2)

@@ -15,10 +15,10 @@ import numpy as np
 import pika
 import pytest
 from fastapi.testclient import TestClient
+from support.jobs_app import create_jobs_app
 from support.models import job_request
 from support.processes import free_port, wait_until
 
-from service.jobs.api import create_jobs_app
 from service.jobs.queue import GroupPublishers, JobMessage, Publisher, declare_queues
 from service.jobs.store import JobStore, connect_store
 from service.jobs.submit import JobSubmitter
@@ -155,7 +155,7 @@ def worker_process(settings, kit, log: Path) -> subprocess.Popen:
     env = kit.worker_env(settings) | {"PYTHONPATH": os.pathsep.join([str(TESTS / "integration"), str(TESTS)])}
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "service.jobs.worker", "--predictor", "conftest:SlowFakeModel"],
+            [sys.executable, "-m", "support.fake_worker", "conftest:SlowFakeModel"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -9,9 +9,10 @@ from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
+from support.jobs_app import create_jobs_app
 from support.models import job_request
 
-from service.jobs.api import BarePath, create_jobs_app
+from service.jobs.api import BarePath
 from service.jobs.store import JobStore
 from service.jobs.submit import JobSubmitter
 

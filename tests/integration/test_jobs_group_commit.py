@@ -13,9 +13,9 @@ import pytest
 from support.processes import free_port
 
 from service.jobs.queue import GroupPublisher, GroupPublishers, JobMessage, declare_queues
-from service.jobs.settings import JobSettings
 from service.jobs.store import IdempotencyConflict, Job, JobStore, StoreUnavailable, Submission, connect_store
 from service.jobs.submit import JobSubmitter
+from service.settings import JobSettings
 
 
 class GatedStore:

@@ -49,7 +49,7 @@ import pika
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from service.jobs.settings import JobSettings
+from service.settings import JobSettings
 from support.job_servers import NX, delete_queues, fresh_job_settings, mongo_up, settings_env
 from support.processes import alive, descendants, free_port, http_ok, stop, wait_until
 
@@ -76,7 +76,9 @@ class ChaosConfig:
     sweep_interval_s: float = 1.0
     settle_timeout_s: float = 900.0
     submit_timeout_s: float = 300.0  # how long one client keeps retrying one submission
-    predictor: str | None = None  # `--predictor MODULE:FACTORY` of the workers; None: the champion
+    predictor: str | None = (
+        None  # MODULE:FACTORY of the workers' model (support.fake_worker); None: the champion
+    )
     restarts: bool = True  # restart the broker and the store once each (with `faults`); False: only kills
     max_attempts: int | None = None  # prediction attempts a job has; None: the default (MAX_ATTEMPTS)
     seed: int = 0
@@ -266,13 +268,13 @@ class HeavierChampion:
     With the champion itself a batch is in a worker's hands for a few milliseconds, so a worker killed while
     working has mostly written its results already and no lease is lost. A worker of this one holds a batch
     (its jobs' leases) most of the time it works: a kill then costs leases, which is what that soak is about.
-    Its answers are the champion's (`--predictor support.chaos:HeavierChampion`, tests/ on PYTHONPATH).
+    Its answers are the champion's (`python -m support.fake_worker support.chaos:HeavierChampion`, tests/ on PYTHONPATH).
     """
 
     BATCH_S = 0.1
 
     def __init__(self) -> None:
-        from service.models.packaged import load_packaged
+        from service.serving.packaged import load_packaged
         from service.settings import ServiceSettings
 
         self._model = load_packaged(ServiceSettings().bento_model_tag)
@@ -323,10 +325,8 @@ class Stack:
         port = free_port()
         command = [sys.executable, "-m", "service.jobs.worker"]
         if self.config.predictor:
-            command += ["--predictor", self.config.predictor]
-        path = os.pathsep.join(
-            filter(None, [str(ROOT / "tests"), self.env.get("PYTHONPATH")])
-        )  # `--predictor`
+            command = [sys.executable, "-m", "support.fake_worker", self.config.predictor]
+        path = os.pathsep.join(filter(None, [str(ROOT / "tests"), self.env.get("PYTHONPATH")]))
         env = self.env | {"METRICS_PORT": str(port), "PYTHONPATH": path}
         return self._start("worker", command, env), port
 

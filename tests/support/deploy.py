@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.settings import PipelineSettings
-from service.jobs.settings import JobSettings
-from service.settings import ServiceSettings
+from service.settings import ServiceSettings, WorkerSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = PROJECT_ROOT / "tests" / "schemas"
@@ -20,7 +18,7 @@ FOREIGN_VARIABLES = {
 
 def setting_names() -> set[str]:
     """Environment names of every setting the API and the worker read (no prefix: field name upper-cased)."""
-    classes = (ServiceSettings, JobSettings, PipelineSettings)
+    classes = (ServiceSettings, WorkerSettings)
     return {name.upper() for cls in classes for name in cls.model_fields}
 
 

@@ -15,7 +15,7 @@ import pika
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from service.jobs.settings import JobSettings
+from service.settings import JobSettings, Settings, WorkerSettings
 from support.processes import running, wait_until
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -60,8 +60,9 @@ def nx_server(folder: Path, port: int) -> Iterator[str]:
         yield url
 
 
-def fresh_job_settings(mongo_url: str, amqp_url: str, **overrides: object) -> JobSettings:
-    """A database and queue names of their own; fast timings so that retries and sweeps happen within a test."""
+def fresh_job_settings(mongo_url: str, amqp_url: str, **overrides: object) -> WorkerSettings:
+    """A database and queue names of their own; fast timings so that retries and sweeps happen within a test. A
+    worker's settings: the job layer's and the worker's own (the API reads those it knows)."""
     name = f"t{uuid.uuid4().hex[:12]}"
     fields: dict[str, object] = {
         "amqp_url": amqp_url,
@@ -76,7 +77,7 @@ def fresh_job_settings(mongo_url: str, amqp_url: str, **overrides: object) -> Jo
         "sweep_interval_s": 0.5,
         "publish_grace_s": 1.0,
     }
-    return JobSettings(_env_file=None, **(fields | overrides))  # type: ignore[arg-type]
+    return WorkerSettings(_env_file=None, **(fields | overrides))  # type: ignore[arg-type]
 
 
 def delete_queues(settings: JobSettings) -> None:
@@ -91,5 +92,5 @@ def delete_queues(settings: JobSettings) -> None:
 
 def settings_env(settings: JobSettings) -> dict[str, str]:
     """Environment variables from which a process (worker, service) builds the same settings."""
-    fields = settings.model_dump(exclude_none=True)
+    fields = settings.model_dump(exclude_none=True, exclude=set(Settings.model_fields))
     return {key.upper(): str(value) for key, value in fields.items()}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from service.http.rows import RowRules
+from service.http.schemas import request_model
 from service.models.contract import ModelContract, Tensor
-from service.requests import RowRules
-from service.schemas import request_model
 
 # The fake digits model of the job tests: 64 float32 features in, 10 class probabilities out.
 DIGITS_LIKE = ModelContract(

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from service.polling import http_ok, wait_until
+from service.stack.polling import http_ok, wait_until
 
 __all__ = ["alive", "descendants", "free_port", "http_ok", "running", "stop", "wait_until"]
 

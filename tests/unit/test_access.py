@@ -17,9 +17,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from service.access import LimitBody, RequireKey, caller, document_security, parse_api_keys
-from service.json_errors import JsonErrors
-from service.settings import ServiceSettings
+from service.http.access import LimitBody, RequireKey, caller, document_security
+from service.http.error_rewrite import JsonErrors
+from service.settings import ServiceSettings, parse_api_keys
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 

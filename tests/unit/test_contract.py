@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import metrics
+from service.models import metrics
 from service.models.contract import ContractError, ModelContract, Tensor
 
 F32 = np.dtype(np.float32)
@@ -98,8 +98,9 @@ def test_regression_and_classification_scores() -> None:
 
 def test_a_logged_model_answering_another_shape_than_its_signature_is_refused_naming_both() -> None:
     from pipeline.errors import PipelineError
-    from pipeline.evaluation import HeldOut, check_served_answers
+    from pipeline.evaluation import check_served_answers
     from service.models.loader import LoadedModel
+    from service.models.scoring import HeldOut
 
     x = np.zeros((5, 4), dtype=np.float32)
     wrong = LoadedModel("m", "1", "keras", classifier(), lambda rows: np.full((len(rows), 4), 0.25))

@@ -60,7 +60,7 @@ def test_the_bentofile_builds_on_the_local_base_image_and_the_locked_requirement
     assert base_image_name().startswith("localhost/")  # made by docker/base-image.sh, never pulled
     assert (PROJECT_ROOT / bentofile["python"]["requirements_txt"]).resolve() == REQUIREMENTS.resolve()
     envs = {env["name"]: env["value"] for env in bentofile["envs"]}
-    assert "FOLLOW_ALIAS" not in envs and "WORKER_PREDICTOR" not in envs  # pinned: the image's own model
+    assert "FOLLOW_ALIAS" not in envs  # pinned: the image's own model
     assert envs["PYTHONPATH"] == "/home/bentoml/bento/src"
 
 

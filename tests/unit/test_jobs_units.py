@@ -17,10 +17,10 @@ from support.models import DIGITS_LIKE
 from service.jobs.api import BarePath, job_view
 from service.jobs.metrics import JobMetrics
 from service.jobs.queue import JobMessage, MalformedMessage
-from service.jobs.settings import JobSettings
 from service.jobs.store import ClaimedJob, Job, Submission, is_job_id, job_id_for
 from service.jobs.submit import JobSubmitter
 from service.jobs.worker import Delivery, Worker
+from service.settings import JobSettings
 
 
 @pytest.mark.parametrize(

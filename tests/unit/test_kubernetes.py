@@ -20,7 +20,7 @@ import yaml
 from support.deploy import PROJECT_ROOT, SCHEMAS, unknown_variables
 from support.kustomize import parse_env_file, render
 
-from service.jobs.settings import JobSettings
+from service.settings import JobSettings
 
 K8S = PROJECT_ROOT / "deploy" / "k8s"
 BASE = K8S / "base"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from pipeline.metrics import score
 from service.models.contract import ModelContract, Tensor
+from service.models.metrics import score
 
 F32 = np.dtype(np.float32)
 

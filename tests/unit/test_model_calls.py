@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from service.model_calls import ModelCalls
+from service.serving.model_calls import ModelCalls
 
 
 class Model:

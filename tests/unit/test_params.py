@@ -27,7 +27,6 @@ def test_overrides_are_cast_to_the_declared_types(notebook_params):
     assert values["learning_rate"] == 0.01
     assert values["registered_model_name"] == "m"
     assert values["batch_size"] == notebook_params["batch_size"].default
-    assert "pipeline_invocation" not in values
 
 
 def test_unknown_parameter_is_named(notebook_params):
@@ -39,11 +38,6 @@ def test_unknown_parameter_is_named(notebook_params):
 def test_wrong_type_is_named(notebook_params, name, raw):
     with pytest.raises(BadParameter, match=rf"parameter '{name}' expects"):
         resolve(notebook_params, {name: raw})
-
-
-def test_the_pipelines_own_parameter_cannot_be_given(notebook_params):
-    with pytest.raises(BadParameter, match="set by the pipeline"):
-        resolve(notebook_params, {"pipeline_invocation": "x"})
 
 
 @pytest.mark.parametrize(
@@ -174,4 +168,3 @@ def test_the_command_line_lists_the_parameters_with_their_ranges():
     ).stdout.splitlines()
     assert "-p epochs (int in [1, 1000], default 30): passes over the training rows" in listed
     assert "-p seed (int in [0, 4294967295], default 42): weight initialisation and shuffling" in listed
-    assert not any("pipeline_invocation" in line for line in listed)

@@ -1,4 +1,5 @@
-"""Every command the README shows names something that exists: a nox session, a pipeline subcommand."""
+"""Every command the README and the reference pages under docs/ show names something that exists: a nox session,
+a pipeline subcommand, a setting."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import re
 from pathlib import Path
 
 import yaml
+from support.documentation import documentation
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+DOCS = documentation()  # the README and docs/*.md
 
 
 def nox_sessions() -> set[str]:
@@ -25,7 +28,7 @@ def nox_sessions() -> set[str]:
 
 
 def test_readme_nox_sessions_exist():
-    used = set(re.findall(r"\./noxw -s ([\w-]+)", README))
+    used = set(re.findall(r"\./noxw -s ([\w-]+)", DOCS))
     assert {"pipeline", "tests"} <= used
     assert used <= nox_sessions()
 
@@ -34,7 +37,7 @@ def test_readme_pipeline_subcommands_exist():
     from pipeline.__main__ import _parser
 
     subcommands = next(a for a in _parser()._actions if a.dest == "command").choices
-    used = set(re.findall(r"python -m pipeline (\w+)", README))
+    used = set(re.findall(r"python -m pipeline (\w+)", DOCS))
     assert used and used <= set(subcommands)
 
 
@@ -63,17 +66,16 @@ def test_readme_predict_example_is_a_real_digit():
     assert rows == [load_digits().data[0].tolist()]
 
 
-def settings_table_names() -> set[str]:
-    rows = re.findall(r"^\| `(.*?) \|", README, re.MULTILINE)
-    return {name for row in rows for name in re.findall(r"([A-Z][A-Z_]+)`", f"`{row}")}
+def test_the_settings_reference_is_made_from_the_settings_classes():
+    from support.settings_doc import DOC, own_fields, render, sections
 
-
-def test_the_stack_and_worker_log_settings_are_in_the_settings_table():
-    from service.stack import StackSettings
-
-    assert {name.upper() for name in StackSettings.model_fields} | {
-        "SUMMARY_INTERVAL_S"
-    } <= settings_table_names()
+    assert DOC.read_text() == render(), (
+        "run `python tests/support/settings_doc.py` to update docs/settings.md"
+    )
+    undescribed = [
+        name for _, cls in sections() for name, info in own_fields(cls).items() if not info.description
+    ]
+    assert not undescribed
 
 
 def test_the_store_command_prints_the_default_tracking_uri_to_copy(tmp_path):
@@ -87,4 +89,4 @@ def test_the_store_command_prints_the_default_tracking_uri_to_copy(tmp_path):
         env={**env, "DATA_DIR": str(tmp_path)}, capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
     assert printed == f"sqlite:///{tmp_path.resolve()}/mlflow.db\n"
-    assert "`python -m pipeline store` prints it" in README
+    assert "`python -m pipeline store` prints it" in DOCS

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.request_timeout import RequestTimeout
+from service.serving.request_timeout import RequestTimeout
 
 Message = dict[str, Any]
 SCOPE = {"type": "http", "method": "POST", "path": "/predict", "headers": []}

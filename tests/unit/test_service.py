@@ -100,7 +100,7 @@ def test_the_worker_loads_the_packaged_model_as_the_service_does(
     packaged_champion: str, champion_store: ChampionStore
 ) -> None:
     """What a pinned job worker answers with: the packaged model, through the same loader, without the registry."""
-    from service.models.packaged import load_packaged
+    from service.serving.packaged import load_packaged
 
     model = load_packaged(packaged_champion)
     assert (model.name, model.version, model.flavor) == ("digits-classifier", champion_store.version, "keras")
@@ -109,7 +109,7 @@ def test_the_worker_loads_the_packaged_model_as_the_service_does(
 
 
 def test_the_served_app_times_requests_out_with_the_timer_that_is_cancelled(service_class: Any) -> None:
-    from service.request_timeout import RequestTimeout
+    from service.serving.request_timeout import RequestTimeout
 
     layers = [middleware.cls for middleware in service_class.to_asgi().user_middleware]
     assert RequestTimeout in layers
@@ -119,8 +119,8 @@ def test_the_served_app_times_requests_out_with_the_timer_that_is_cancelled(serv
 def test_the_served_app_batches_predict_with_the_services_dispatcher(service_class: Any) -> None:
     from _bentoml_impl.server.app import ServiceAppFactory
 
-    from service.batch_dispatcher import BatchDispatcher
     from service.service import settings
+    from service.serving.dispatcher import BatchDispatcher
 
     service_class.inject_config()  # as `to_asgi` does before it builds the app
     dispatcher = ServiceAppFactory(service_class, is_main=True).dispatchers["predict"]

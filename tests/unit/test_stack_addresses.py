@@ -1,18 +1,19 @@
 """What `./noxw -s stack` prints once it is up: every address, no credentials."""
 
-from pipeline.settings import PipelineSettings
-from service.jobs.settings import JobSettings
-from service.settings import ServiceSettings
-from service.stack import addresses
+from service.stack.__main__ import StackSettings, addresses
 
 
 def test_every_address_and_no_password(tmp_path):
-    pipeline = PipelineSettings(data_dir=tmp_path, mlflow_tracking_uri=None, ui_port=5001)
-    jobs = JobSettings(
-        amqp_url="amqp://nbship:secret@127.0.0.1:5673/%2F", mongo_url="mongodb://127.0.0.1:27018"
+    settings = StackSettings(
+        _env_file=None,
+        data_dir=tmp_path,
+        mlflow_tracking_uri=None,
+        ui_port=5001,
+        port=3001,
+        amqp_url="amqp://nbship:secret@127.0.0.1:5673/%2F",
+        mongo_url="mongodb://127.0.0.1:27018",
     )
-    served = ServiceSettings(port=3001)
-    found = dict(addresses(pipeline, jobs, served, "http://127.0.0.1:15672", nx=True))
+    found = dict(addresses(settings, "http://127.0.0.1:15672", nx=True))
     assert found == {
         "API": "http://127.0.0.1:3001",
         "OpenAPI page": "http://127.0.0.1:3001/docs",
@@ -24,8 +25,8 @@ def test_every_address_and_no_password(tmp_path):
 
 
 def test_a_tracking_server_and_no_management_plugin(tmp_path):
-    pipeline = PipelineSettings(data_dir=tmp_path, mlflow_tracking_uri="http://mlflow:5000")
-    found = dict(addresses(pipeline, JobSettings(), ServiceSettings(), None, nx=False))
+    settings = StackSettings(_env_file=None, data_dir=tmp_path, mlflow_tracking_uri="http://mlflow:5000")
+    found = dict(addresses(settings, None, nx=False))
     assert found["MLflow UI"] == "http://mlflow:5000 (the tracking server's own UI)"
     assert "RabbitMQ management" not in found
     assert found["MongoDB protocol"].endswith("(MONGO_URL)")

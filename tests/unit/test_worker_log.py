@@ -5,8 +5,8 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from service.jobs.settings import JobSettings
 from service.jobs.worker_log import SummarizingMetrics, startup_line
+from service.settings import JobSettings
 
 
 def test_startup_line_names_model_queue_prefetch_and_batch_bounds():

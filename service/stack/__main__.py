@@ -21,34 +21,27 @@ from urllib.parse import urlparse
 import pika
 from pika.exceptions import AMQPError
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline.settings import PROJECT_ROOT, PipelineSettings
-from service.jobs.metrics import bentoml_metrics_dir
 from service.jobs.queue import connection_parameters
-from service.jobs.settings import JobSettings
-from service.polling import http_ok, wait_until
-from service.settings import ServiceSettings
+from service.serving import bentoml_files
+from service.settings import JobSettings, ServiceSettings, UiSettings
+from service.stack.polling import http_ok, wait_until
 
 
-class StackSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=(PROJECT_ROOT / ".env", ".env"), extra="ignore")
-
+class StackSettings(ServiceSettings, UiSettings):
     nx_port: int = Field(
         default=27017, ge=1, le=65535, description="nx-27017's port when MONGO_URL is unset."
     )
 
 
-def addresses(
-    pipeline: PipelineSettings, jobs: JobSettings, served: ServiceSettings, management: str | None, nx: bool
-) -> list[tuple[str, str]]:
+def addresses(settings: StackSettings, management: str | None, nx: bool) -> list[tuple[str, str]]:
     """What a person opens or connects to, by name: the stack prints these once it is up."""
-    api = f"http://{served.host}:{served.port}"
-    if pipeline.is_embedded_store:
-        ui = f"http://{pipeline.ui_host}:{pipeline.ui_port} (store {pipeline.tracking_uri})"
+    api = f"http://{settings.host}:{settings.port}"
+    if settings.is_embedded_store:
+        ui = f"http://{settings.ui_host}:{settings.ui_port} (store {settings.tracking_uri})"
     else:
-        ui = f"{pipeline.tracking_uri} (the tracking server's own UI)"
-    broker = urlparse(jobs.amqp_url)
+        ui = f"{settings.tracking_uri} (the tracking server's own UI)"
+    broker = urlparse(settings.amqp_url)
     found = [
         ("API", api),
         ("OpenAPI page", f"{api}/docs"),
@@ -57,7 +50,7 @@ def addresses(
     ]
     if management:
         found.append(("RabbitMQ management", management))
-    store = urlparse(jobs.mongo_url)
+    store = urlparse(settings.mongo_url)
     server = "nx-27017" if nx else "MONGO_URL"
     found.append(("MongoDB protocol", f"mongodb://{store.hostname}:{store.port or 27017} ({server})"))
     return found
@@ -135,19 +128,19 @@ class Stack:
 
 
 def main() -> int:
-    pipeline, jobs, served = PipelineSettings(), JobSettings(), ServiceSettings()
-    logs = pipeline.data_dir / "stack"
+    settings = StackSettings()
+    logs = settings.data_dir / "stack"
     logs.mkdir(parents=True, exist_ok=True)
     python = sys.executable
     env: dict[str, str] = {}
     stack = Stack(logs)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        stack.broker(jobs)
+        stack.broker(settings)
         if "MONGO_URL" not in os.environ:
-            port = str(StackSettings().nx_port)
+            port = str(settings.nx_port)
             env["MONGO_URL"] = f"mongodb://127.0.0.1:{port}"
-            folder = pipeline.data_dir / "nx-27017"
+            folder = settings.data_dir / "nx-27017"
             command = [
                 str(Path(python).with_name("nx-27017")), "--host", "127.0.0.1", "--port", port,
                 "--data-dir", str(folder / "data"), "--pid-file", str(folder / "nx.pid"),
@@ -155,18 +148,18 @@ def main() -> int:
             ]  # fmt: skip
             folder.mkdir(parents=True, exist_ok=True)
             stack.start("nx-27017", command, {})
-        if pipeline.is_embedded_store:  # a tracking server serves its own UI
+        if settings.is_embedded_store:  # a tracking server serves its own UI
             stack.start("mlflow-ui", [python, "-m", "pipeline", "ui"], {})
-        serve = ["bentoml", "serve", "service.service:PredictionService", "--host", served.host]
-        stack.start("service", [python, "-m", *serve, "--port", str(served.port)], env)
-        wait_for(http_ok(f"http://{served.host}:{served.port}/livez"), "the service", 180)
+        serve = ["bentoml", "serve", "service.service:PredictionService", "--host", settings.host]
+        stack.start("service", [python, "-m", *serve, "--port", str(settings.port)], env)
+        wait_for(http_ok(f"http://{settings.host}:{settings.port}/livez"), "the service", 180)
         # The worker writes its metrics where BentoML's /metrics reads them, once BentoML has emptied that folder.
-        metrics_dir = {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_metrics_dir())}
+        metrics_dir = {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_files.metrics_dir())}
         stack.start("worker", [python, "-m", "service.jobs.worker"], env | metrics_dir)
         print("stack: up; Ctrl-C stops it, as does any one of its processes exiting")
         nx = "MONGO_URL" in env
-        store = jobs.model_copy(update={"mongo_url": env["MONGO_URL"]}) if nx else jobs
-        for name, address in addresses(pipeline, store, served, management_url(jobs), nx):
+        shown = settings.model_copy(update={"mongo_url": env["MONGO_URL"]}) if nx else settings
+        for name, address in addresses(shown, management_url(settings), nx):
             print(f"stack:   {name + ':':<20} {address}")
         sys.stdout.flush()
         stack.watch()

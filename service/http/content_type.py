@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import send_error
+from service.http.error_shape import send_error
 
 
 def is_json(media_type: str) -> bool:

@@ -1,13 +1,12 @@
 """Where `/predict` calls the model: on the worker's event loop while calls of that size have been short, in a
 thread once they are not.
 
-A sync API costs each batch a hop into a thread and back (anyio's worker thread, its locks and the GIL handed
-over twice), about a tenth of a small model's request (docs/benchmarks/serve.md). Called on the event loop, a
-model call blocks the loop for its length, which is no harm for a call of a millisecond or two and a stall of
-every connection for a heavy model's batch. So each call is timed (the call itself, in whichever place it ran),
-by the model and the batch's size (rows, in powers of two), and the next call of that size runs on the loop only
-if the last one took at most `inline_max_s`. A size not seen yet, and every call of a new model (the follower
-switched versions), goes to the thread first.
+A sync API costs each batch a hop into a thread and back, a measurable share of a small model's request
+(docs/benchmarks/serve.md). Called on the event loop, a model call blocks the loop for its length: no harm for a
+call of a millisecond or two, a stall of every connection for a heavy model's batch. So each call is timed by the
+model and the batch's size (rows, in powers of two), and the next call of that size runs on the loop only if the
+last one took at most `inline_max_s`. A size not seen yet, and every call of a new model (the follower switched
+versions), goes to the thread first.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from service.batch_dispatcher import BatchDispatcher
+from service.serving.dispatcher import BatchDispatcher
 
 
 class Overloaded(Exception):

@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_document, is_json_syntax_error, validation_document
+from service.http.error_shape import error_document, is_json_syntax_error, validation_document
 
 
 class JsonErrors:

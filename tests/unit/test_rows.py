@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.batching import AnswerContainer
+from service.http.rows import RequestError, parse_body, parse_rows
+from service.http.schemas import ServedModel, answer_model, request_schema
 from service.models.contract import ModelContract, Tensor
-from service.requests import RequestError, parse_body, parse_rows
-from service.schemas import ServedModel, answer_model, request_schema
+from service.serving.answer_container import AnswerContainer
 from service.settings import ServiceSettings, bento_model_name
 
 F32 = np.dtype(np.float32)

@@ -4,18 +4,14 @@ the next one (as the job API's group commit does for `POST /jobs`).
 It takes the place of BentoML's CorkDispatcher (`use_in_bentoml`, before the service's app is built), which
 BentoML's batchable APIs call the same way: `dispatcher(callback)(data)` for each request, the callback taking a
 list of requests' inputs and giving one output each. The Cork dispatcher holds requests back to fill batches by
-a latency model it trains on the first calls, and polls its queue every millisecond while a batch is in flight
-or being filled: per request, a `functools.wraps`, an attrs job, a condition notified, and the timers of the
-polling, about a sixth of a small model's request (docs/benchmarks/serve.md); during its training it answers 503
-to requests it predicts will miss the latency bound, under any load.
+a latency model it trains on the first calls (answering 503 meanwhile, under any load) and polls its queue every
+millisecond, a measurable share of a small model's request (docs/benchmarks/serve.md).
 
 Here a request that finds no batch in flight starts one; before a batch is taken, the event loop gets a couple of
-turns to bring in the requests already waiting in its sockets, as long as those turns bring more (`_gather`):
-with the model called on the loop, nothing is read while it runs, so without them a batch held only the requests
-of one read, about a third of the connections at c=64. While a batch runs, arrivals queue, and the next batch
-takes them all, up to `max_batch_size` rows. So batches grow with the load and a lone request waits two turns of
-the loop. `max_latency_ms` stays a hard bound: a request still queued that long gets the fallback's answer (503,
-"process is overloaded").
+turns to bring in the requests already waiting in its sockets, as long as those turns bring more (`_gather`).
+While a batch runs, arrivals queue, and the next batch takes them all, up to `max_batch_size` rows. So batches
+grow with the load and a lone request waits two turns of the loop. `max_latency_ms` stays a hard bound: a request
+still queued that long gets the fallback's answer (503, "process is overloaded").
 """
 
 from __future__ import annotations

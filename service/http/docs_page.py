@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from starlette.responses import FileResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.access import DOCUMENT_PATH, rewriting_json
+from service.http.access import DOCUMENT_PATH, rewriting_json
 
 PAGE_PATHS = frozenset({"/", "/docs", "/docs/"})
 ASSETS = "/docs/assets/"
@@ -172,20 +172,17 @@ _OWN_FILES = {
 }
 
 
-def swagger_dir() -> Path:
-    from bentoml._internal import server
-
-    return Path(server.__file__).parent / "static_content"
-
-
 class DocsPage:
     """Answers the OpenAPI page and its files; rewrites the OpenAPI document on its way out."""
 
-    def __init__(self, app: ASGIApp, served: Callable[[], Served], task: str | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, served: Callable[[], Served], swagger: Path, task: str | None = None
+    ) -> None:
+        """`swagger`: the folder of Swagger UI's files (service.serving.bentoml_files.swagger_dir)."""
         self.app = app
         self._served = served  # resolved at the first request: the stored model is not read at definition
         self._task = task
-        self._swagger = swagger_dir()
+        self._swagger = swagger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):

@@ -14,7 +14,7 @@ from typing import Any
 from bentoml._internal.runner.container import DataContainer, DataContainerRegistry
 from pydantic import BaseModel
 
-from service.schemas import ROW_FIELDS
+from service.http.schemas import ROW_FIELDS
 
 
 def _row_fields(answer: BaseModel) -> list[str]:

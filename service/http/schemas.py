@@ -2,8 +2,8 @@
 so the OpenAPI document shows the real input shape and answer.
 
 Requests are checked per request, before adaptive batching merges them, so an error names the row and field of
-the request that sent it (service.requests). A check's error is a pydantic error: BentoML answers it with 400,
-turned into the service's one error shape and status 422 by service.json_errors.
+the request that sent it (service.http.rows). A check's error is a pydantic error: BentoML answers it with 400,
+turned into the service's one error shape and status 422 by service.http.error_rewrite.
 """
 
 from __future__ import annotations
@@ -14,45 +14,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
+from service.http.rows import FORMATS, RequestError, RowRules
 from service.models.contract import ModelContract
-from service.requests import FORMATS, RequestError, RowRules
 
-LINEAGE_KEY = "lineage"  # the BentoML model's metadata entry holding its ModelLineage (written by packaging)
 ROW_FIELDS = ("predictions", "classes", "probabilities")  # columnar answers: entry i belongs to row i
 
 
 class ServedModel(BaseModel):
     name: str
     version: str
-
-
-class NoopResponse(BaseModel):
-    """Answer of the benchmarks' no-op API. A model, like the answers: BentoML rebuilds the JSON schema of a
-    plain `dict`/`list` return type on every response, which would make the ceiling slower than /predict."""
-
-    rows: int
-
-
-class ModelLineage(BaseModel):
-    """Where the served model comes from; stored with the BentoML model at packaging, served by GET /model."""
-
-    name: str = Field(description="Registered MLflow model name.")
-    version: str
-    alias: str = Field(description="The alias the version held when it was packaged.")
-    run_id: str = Field(description="The MLflow run that trained it.")
-    metrics: dict[str, float] = Field(default_factory=dict, description="Test metrics of that run.")
-    trained_at: str | None = Field(default=None, description="Start of the training run (UTC, ISO 8601).")
-    notebook_sha256: str | None = None
-    git_commit: str | None = None
-    flavor: str | None = Field(default=None, description="How the service runs it: keras (graph) or pyfunc.")
-    bento_model: str | None = Field(default=None, description="BentoML model tag.")
-    contract: dict[str, Any] | None = Field(
-        default=None, description="Task, input and output dtype and shape, class and feature names."
-    )
-    serving: dict[str, Any] | None = Field(
-        default=None,
-        description="How the version is chosen (pinned, or following an alias), the last switch, refused versions.",
-    )
 
 
 def answer_model(contract: ModelContract | None) -> type[BaseModel]:

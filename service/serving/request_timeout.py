@@ -2,11 +2,10 @@
 gets a 504 in the one error shape, and its handler is cancelled.
 
 It takes the place of BentoML's own TimeoutMiddleware (`use_in_bentoml`, before the service's app is built),
-which keeps each request's timer until it fires: at 2,000 requests/s a worker and a 30 s timeout that is 60,000
-live timers, with their futures and handles (about 400,000 objects), and all of them survive into the oldest
-generation of Python's garbage collector, whose full collections then took 300-400 ms each and about a tenth of
-a loaded worker's CPU (docs/benchmarks/serve.md). Here the timer is cancelled as soon as the answer begins or the
-handler ends; a handler that fails before answering ends the wait at once, instead of at the timeout.
+which keeps each request's timer until it fires: tens of thousands of live timers a loaded worker, which made
+every full garbage collection walk them (docs/benchmarks/serve.md, "a full garbage collection every few
+seconds"). Here the timer is cancelled as soon as the answer begins or the handler ends; a handler that fails
+before answering ends the wait at once, instead of at the timeout.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import send_error
+from service.http.error_shape import send_error
 
 
 class RequestTimeout:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 
-from service.serving_tweaks import listen_on_own_socket
+from service.serving.own_socket import listen_on_own_socket
 
 POOL = 32
 

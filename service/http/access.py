@@ -15,16 +15,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import send_error
+from service.http.error_shape import send_error
+from service.settings import ApiKey
 
-MIN_KEY_LENGTH = 32
 CALLER = "nbship.caller"  # scope key: the name of the API key that authenticated the request
 OPEN_PATHS = frozenset(
     {"/", "/docs", "/docs/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"}
@@ -33,46 +31,6 @@ OPEN_PATHS = frozenset(
 OPEN_PREFIXES = ("/static_content/", "/assets/", "/docs/assets/")  # the OpenAPI page's files
 DOCUMENT_PATH = "/docs.json"
 SCHEME = "bearer"  # its name in the OpenAPI document
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_KEY = re.compile(r"[A-Za-z0-9._~+/=-]+")  # RFC 6750 b64token: what a Bearer header can carry as is
-
-
-class ApiKey(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    key: SecretStr  # repr and logs show '**********'
-
-
-def parse_api_keys(value: Any) -> tuple[ApiKey, ...]:
-    """`API_KEYS`: comma-separated `name:key` pairs, or nothing. Errors name the entry by position and never
-    show a key (an entry without a colon may be a key)."""
-    if not isinstance(value, str):
-        return tuple(value)  # already parsed (keys given in code)
-    if not value.strip():
-        return ()
-    keys: list[ApiKey] = []
-    for position, entry in enumerate(value.split(","), start=1):
-        where = f"API_KEYS entry {position}"
-        name, colon, key = entry.strip().partition(":")
-        if not entry.strip():
-            raise ValueError(f"{where} is empty: a trailing or doubled comma?")
-        if not colon:
-            raise ValueError(f"{where} is not NAME:KEY")
-        if not _NAME.fullmatch(name):
-            raise ValueError(f"{where}: the name must be 1 to 64 letters, digits, '.', '_' or '-'")
-        if len(key) < MIN_KEY_LENGTH or not _KEY.fullmatch(key):
-            raise ValueError(
-                f"{where} ({name}): the key must be at least {MIN_KEY_LENGTH} characters of letters, digits "
-                "and -._~+/= (make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
-            )
-        for other in keys:
-            if other.name == name:
-                raise ValueError(f"{where}: the name {name!r} is already used")
-            if hmac.compare_digest(other.key.get_secret_value(), key):
-                raise ValueError(f"{where} ({name}): same key as {other.name!r}; each name needs its own key")
-        keys.append(ApiKey(name=name, key=SecretStr(key)))
-    return tuple(keys)
 
 
 def caller(scope: Scope) -> str:
