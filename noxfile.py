@@ -6,6 +6,7 @@ Every session installs the locked dependencies (uv.lock) into its own environmen
 from __future__ import annotations
 
 import os
+import signal
 
 import nox
 
@@ -15,8 +16,30 @@ nox.options.sessions = ["lint", "tests"]
 
 PYTHON = "3.11"
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+# Interrupted (Ctrl-C, SIGINT or SIGTERM to nox), a test run gets time to stop every server it started: nox's own
+# defaults would SIGKILL pytest half a second later, in the middle of its teardown.
+STOPPING = {"interrupt_timeout": 120.0, "terminate_timeout": 60.0}
+
+
+def _as_ctrl_c(*_: object) -> None:
+    """SIGTERM to nox (a CI runner's timeout, `kill`) interrupts the session as Ctrl-C in its terminal does: SIGINT
+    to its process group, so that pytest stops its servers and nox waits for it (STOPPING)."""
+    os.killpg(os.getpgrp(), signal.SIGINT)
+
+
+signal.signal(signal.SIGTERM, _as_ctrl_c)
 # `serve` and `stack` run beside the registry: they follow @champion unless FOLLOW_ALIAS says otherwise ("" pins).
 FOLLOW = {"FOLLOW_ALIAS": os.environ.get("FOLLOW_ALIAS", "champion")}
+
+
+def packaged(session: nox.Session) -> dict[str, str]:
+    """Package the notebook's @champion (NOTEBOOK, or notebooks/train.ipynb) and return the settings that serve
+    it (MODEL_NAME, MODEL_TAG): one NOTEBOOK setting is enough for `serve`, `stack` and `container`."""
+    output = session.run("python", "-m", "pipeline", "package", "--env", env=QUIET, silent=True) or ""
+    print(next(line for line in output.splitlines() if " as BentoML model " in line))
+    return dict(
+        line.split("=", 1) for line in output.splitlines() if line.startswith(("MODEL_NAME=", "MODEL_TAG="))
+    )
 
 
 def sync(session: nox.Session, *groups: str) -> None:
@@ -42,8 +65,10 @@ def serve(session: nox.Session) -> None:
     """Serve @champion on 127.0.0.1 (PORT, default 3000; see service/settings.py): package it, `bentoml serve`,
     following the alias (a new champion is switched to while serving; FOLLOW_ALIAS= pins the packaged one)."""
     sync(session)
-    session.run("python", "-m", "pipeline", "package", env=QUIET)
-    session.run("bentoml", "serve", "service.service:PredictionService", *session.posargs, env=QUIET | FOLLOW)
+    served = packaged(session)
+    session.run(
+        "bentoml", "serve", "service.service:PredictionService", *session.posargs, env=QUIET | FOLLOW | served
+    )
 
 
 @nox.session(python=PYTHON)
@@ -70,9 +95,10 @@ def mlflow_ui(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Unit, integration and end-to-end tests (`-- -m "not e2e"` and other pytest arguments pass through)."""
+    """Unit, integration and end-to-end tests, about 25 minutes (`-- -m "not e2e"`: a few minutes; other pytest
+    arguments pass through)."""
     sync(session, "dev")
-    session.run("pytest", *session.posargs, env=QUIET)
+    session.run("pytest", *session.posargs, env=QUIET, **STOPPING)
 
 
 @nox.session(python=PYTHON)
@@ -89,7 +115,7 @@ def fuzz(session: nox.Session) -> None:
     """Schemathesis on the served service's OpenAPI document, with and without an API key (tests/fuzz):
     no 5xx, every 4xx JSON with a message. Needs RabbitMQ on 127.0.0.1:5672, as `tests` does."""
     sync(session, "dev")
-    session.run("pytest", "tests/fuzz", "--fuzz", *session.posargs, env=QUIET)
+    session.run("pytest", "tests/fuzz", "--fuzz", *session.posargs, env=QUIET, **STOPPING)
 
 
 @nox.session(python=PYTHON)
@@ -105,14 +131,13 @@ def chaos(session: nox.Session) -> None:
     the store restarted, against a no-fault baseline, then with frequent kills of workers holding jobs
     (docs/benchmarks/chaos.md). Packages @champion first."""
     sync(session, "dev")
-    session.run("python", "-m", "pipeline", "package", env=QUIET)
-    session.run("python", "tests/benchmarks/run.py", "chaos", *session.posargs, env=QUIET)
+    session.run("python", "tests/benchmarks/run.py", "chaos", *session.posargs, env=QUIET | packaged(session))
 
 
 @nox.session(python=PYTHON)
 def stack(session: nox.Session) -> None:
     """Everything on this machine without Docker: RabbitMQ, a MongoDB-protocol server, MLflow UI, the service
-    and a worker (see service/stack.py); Ctrl-C stops what it started. Packages @champion first, as `serve` does."""
+    and a worker (see service/stack/); Ctrl-C stops what it started. Packages @champion first, as `serve` does."""
     sync(session, "dev")
-    session.run("python", "-m", "pipeline", "package", env=QUIET)
-    session.run("python", "-m", "service.stack", env=QUIET | FOLLOW)
+    served = packaged(session)
+    session.run("python", "-m", "service.stack", env=QUIET | FOLLOW | served)

@@ -43,7 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("ui", help="start the MLflow UI on the configured store")
     commands.add_parser("store", help="print the tracking URI of the configured store (MLFLOW_TRACKING_URI)")
     commands.add_parser("params", help="list the notebook's parameters: type, default, allowed values")
-    commands.add_parser("package", help="put @champion into the BentoML model store (reused if there)")
+    package = commands.add_parser(
+        "package", help="put @champion into the BentoML model store (reused if there)"
+    )
+    package.add_argument(
+        "--env",
+        action="store_true",
+        help="then print MODEL_NAME=... and MODEL_TAG=..., the settings that serve it (for scripts)",
+    )
     commands.add_parser("build", help="package @champion, then build the service into a Bento")
     commands.add_parser("container", help="build the Bento, then its container image (bentoml containerize)")
     commands.add_parser(
@@ -112,6 +119,8 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         packaged = package(settings)
         state = "reused" if packaged.reused else "stored"
         print(f"{state} {settings.model_name} version {packaged.version} as BentoML model {packaged.tag}")
+        if args.env:
+            print(f"MODEL_NAME={settings.model_name}\nMODEL_TAG={packaged.tag}")
         return 0
     if args.command == "build":
         from pipeline.build import build

@@ -1,11 +1,18 @@
-"""`python -m pipeline build`: package the champion, then `bentoml build` the service into a Bento."""
+"""`python -m pipeline build`: package the champion, then `bentoml build` the service into a Bento.
+
+The Bento serves the version it was built with: the model's name and tag become envs of the Bento (and so of its
+image, the API and the worker alike), added to bentofile.yaml's own for the build."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from pipeline.errors import PipelineError
 from pipeline.package import Packaged, package
@@ -20,25 +27,28 @@ def build(
 ) -> tuple[str, Packaged]:
     """Returns the Bento's tag and the model it holds (the packaged champion, made the store's latest)."""
     packaged = package(settings)
-    env = {**tool_env(), "MODEL_NAME": settings.model_name, "MODEL_TAG": packaged.tag}
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "build",
-        "-f",
-        str(bentofile),
-        "--output",
-        "tag",
-        str(PROJECT_ROOT),
-    ]
-    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    served = {"MODEL_NAME": settings.model_name, "MODEL_TAG": packaged.tag}
+    with tempfile.TemporaryDirectory() as tmp:
+        serving = Path(tmp) / bentofile.name
+        serving.write_text(yaml.safe_dump(with_envs(yaml.safe_load(bentofile.read_text()), served)))
+        command = [
+            sys.executable, "-m", "bentoml", "build", "-f", str(serving), "--output", "tag", str(PROJECT_ROOT),
+        ]  # fmt: skip
+        done = subprocess.run(
+            command, cwd=PROJECT_ROOT, env=tool_env() | served, capture_output=True, text=True
+        )
     tags = [line.split(TAG_MARKER, 1)[1] for line in done.stdout.splitlines() if TAG_MARKER in line]
     if done.returncode != 0 or not tags:
         raise PipelineError(
             f"bentoml build failed ({done.returncode}):\n{done.stderr.strip() or done.stdout}"
         )
     return tags[-1].strip(), packaged
+
+
+def with_envs(bentofile: dict[str, Any], envs: dict[str, str]) -> dict[str, Any]:
+    """The Bento's definition with `envs` added to (or replacing those of the same name in) its `envs`."""
+    kept = [env for env in bentofile.get("envs", []) if env["name"] not in envs]
+    return {**bentofile, "envs": [*kept, *({"name": k, "value": v} for k, v in envs.items())]}
 
 
 def tool_env() -> dict[str, str]:

@@ -1,6 +1,7 @@
 """The champion gate: a new version takes `@champion` only if it beats it on the candidate's own held-out rows.
 
-The metric's direction is known (pipeline.metrics): higher accuracy, lower RMSE. A champion with another
+The metric's direction is known (service.models.metrics): higher accuracy, lower RMSE; two versions that tie on
+it are told apart by a second metric (its tie-breaker). A champion with another
 contract (input, output, task, class or feature names) answers other requests: it is not comparable, the gate
 keeps it and says so, and `python -m pipeline promote VERSION --force` stays the audited way to switch by hand.
 """
@@ -8,8 +9,8 @@ keeps it and says so, and `python -m pipeline promote VERSION --force` stays the
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,10 @@ class Decision:
     champion_version: str | None
     champion_score: float | None
     not_comparable: str | None = None  # why the champion cannot be compared with the candidate
+    # When the gate metric ties: the metric that decided, and both versions' figures on it.
+    tie_breaker: str | None = None
+    candidate_tie_score: float | None = None
+    champion_tie_score: float | None = None
 
     def summary(self, alias: str) -> str:
         candidate = f"version {self.candidate_version} {self.metric}={self.candidate_score:.4f}"
@@ -49,9 +54,18 @@ class Decision:
             )
         champion = f"@{alias} version {self.champion_version} {self.metric}={self.champion_score:.4f}"
         verdict = "promoted" if self.promote else "kept the champion"
+        if self.tie_breaker is not None:
+            relation = "beats it" if self.promote else "does not beat it"
+            return (
+                f"{verdict}: {candidate} ties {champion} within the margin {self.margin:g}, and {relation} on the "
+                f"tie-breaker {self.tie_breaker} ({self.candidate_tie_score:.4f} against "
+                f"{self.champion_tie_score:.4f}, {_direction(self.tie_breaker)} is better)"
+            )
         relation = "beats" if self.promote else "does not beat"
-        direction = "higher" if metrics.HIGHER_IS_BETTER[self.metric] else "lower"
-        return f"{verdict}: {candidate} {relation} {champion} by the margin {self.margin:g} ({direction} is better)"
+        return (
+            f"{verdict}: {candidate} {relation} {champion} by the margin {self.margin:g} "
+            f"({_direction(self.metric)} is better)"
+        )
 
     def tags(self) -> dict[str, str]:
         tags = {
@@ -64,43 +78,71 @@ class Decision:
         }
         if self.not_comparable:
             tags["gate.not_comparable"] = self.not_comparable
+        if self.tie_breaker is not None:
+            tags["gate.tie_breaker"] = self.tie_breaker
+            tags["gate.candidate_tie_score"] = repr(self.candidate_tie_score)
+            tags["gate.champion_tie_score"] = repr(self.champion_tie_score)
         return tags
+
+
+def _direction(metric: str) -> str:
+    return "higher" if metrics.HIGHER_IS_BETTER[metric] else "lower"
 
 
 def decide(
     metric: str,
     margin: float,
     candidate_version: str,
-    candidate_score: float,
+    candidate: Mapping[str, float],
     champion_version: str | None,
-    champion_score: float | None,
+    champion: Mapping[str, float] | None,
 ) -> Decision:
-    """Promote when there is no champion, or when the candidate is better by at least `margin` (and better)."""
-    promote = champion_score is None or metrics.better(metric, candidate_score, champion_score, margin)
-    return Decision(
-        promote, metric, margin, candidate_version, candidate_score, champion_version, champion_score
+    """Promote when there is no champion, or when the candidate beats it on `metric` by at least `margin`. When
+    the two tie on it (within the margin: with none, equal), the tie-breaker metric decides: the candidate must be
+    strictly better on it (metrics.TIE_BREAKER)."""
+    score = candidate[metric]
+    if champion is None:
+        return Decision(True, metric, margin, candidate_version, score, None, None)
+    held = champion[metric]
+    decision = Decision(
+        metrics.better(metric, score, held, margin),
+        metric,
+        margin,
+        candidate_version,
+        score,
+        champion_version,
+        held,
+    )
+    breaker = metrics.TIE_BREAKER.get(metric, "")
+    if not metrics.ties(metric, score, held, margin) or breaker not in candidate or breaker not in champion:
+        return decision
+    return replace(
+        decision,
+        promote=metrics.better(breaker, candidate[breaker], champion[breaker]),
+        tie_breaker=breaker,
+        candidate_tie_score=candidate[breaker],
+        champion_tie_score=champion[breaker],
     )
 
 
-def champion_score(
+def champion_scores(
     client: MlflowClient,
     champion: ModelVersion,
-    metric: str,
     rows: Callable[[], HeldOut],
     data_sha256: str,
-) -> float:
-    """The champion's score on the candidate's held-out rows.
+) -> dict[str, float]:
+    """The champion's scores on the candidate's held-out rows.
 
-    When the champion's run logged its score on the very same rows (same data hash), that figure is used;
+    When the champion's run logged its scores on the very same rows (same data hash), those figures are used;
     otherwise the champion is loaded as the service loads it and scored on the candidate's rows.
     """
     run = client.get_run(champion.run_id) if champion.run_id else None
-    if run is not None and run.data.tags.get(DATA_SHA_TAG) == data_sha256 and metric in run.data.metrics:
-        return run.data.metrics[metric]
+    if run is not None and run.data.tags.get(DATA_SHA_TAG) == data_sha256:
+        return {key: value for key, value in run.data.metrics.items() if key in metrics.HIGHER_IS_BETTER}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = read_registry.download_model(client, str(champion.source), Path(tmp))
         loaded = evaluation.load(model_dir, champion.name, str(champion.version))
-        return score_on(loaded, rows())[metric]
+        return score_on(loaded, rows())
 
 
 def run_gate(
@@ -116,9 +158,9 @@ def run_gate(
     """Decide, then move the alias or leave it; the version is tagged with the decision and both figures."""
     run = client.get_run(str(candidate.run_id))
     current = read_registry.holder(client, name, alias)
-    candidate_score = run.data.metrics[metric]
+    scores = run.data.metrics
     if current is None:
-        decision = decide(metric, margin, str(candidate.version), candidate_score, None, None)
+        decision = decide(metric, margin, str(candidate.version), scores, None, None)
     else:
         differs = contract.differs_from(read_registry.contract_at(client, str(current.source)))
         if differs:
@@ -127,16 +169,14 @@ def run_gate(
                 metric,
                 margin,
                 str(candidate.version),
-                candidate_score,
+                scores[metric],
                 str(current.version),
                 None,
                 differs,
             )
         else:
-            score = champion_score(client, current, metric, lambda: rows, run.data.tags.get(DATA_SHA_TAG, ""))
-            decision = decide(
-                metric, margin, str(candidate.version), candidate_score, str(current.version), score
-            )
+            held = champion_scores(client, current, lambda: rows, run.data.tags.get(DATA_SHA_TAG, ""))
+            decision = decide(metric, margin, str(candidate.version), scores, str(current.version), held)
     for key, value in decision.tags().items():
         client.set_model_version_tag(name, candidate.version, key, value)
     if decision.promote:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from service.models.lineage import NOTEBOOK_SHA_TAG, TAG_PREFIX
+from service.settings import PROJECT_ROOT
 
 # Set by the notebook on its run (see pipeline.notebook); read by the pipeline and the gate.
 MODEL_URI_TAG = f"{TAG_PREFIX}model_uri"
@@ -19,6 +20,11 @@ TASK_TAG = f"{TAG_PREFIX}task"
 SERVED_CHECK_TAG = (
     f"{TAG_PREFIX}served_check"  # "passed": the logged model, loaded as served, answered as trained
 )
+
+
+def notebook_label(notebook: Path) -> str:
+    """How a notebook is named in tags and descriptions: its path in the checkout, or its full path elsewhere."""
+    return str(notebook.relative_to(PROJECT_ROOT) if notebook.is_relative_to(PROJECT_ROOT) else notebook)
 
 
 def notebook_sha256(path: Path) -> str:
@@ -53,7 +59,7 @@ def git_commit(directory: Path) -> tuple[str, bool] | None:
 
 def run_tags(notebook: Path, parameters: dict[str, Any]) -> dict[str, str]:
     tags = {
-        f"{TAG_PREFIX}notebook": notebook.name,
+        f"{TAG_PREFIX}notebook": notebook_label(notebook),
         NOTEBOOK_SHA_TAG: notebook_sha256(notebook),
         f"{TAG_PREFIX}parameters": json.dumps(parameters, sort_keys=True),
     }

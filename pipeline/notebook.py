@@ -64,7 +64,10 @@ def start_run():
     from pipeline.settings import PipelineSettings
     from pipeline.tracking import connect, experiment_id
 
-    settings = PipelineSettings()
+    # Run by the pipeline, the kernel gets the notebook's names in its environment; opened by hand in Jupyter,
+    # JPY_SESSION_NAME is the notebook's path, whose parameters cell (or file name) names its experiment.
+    by_hand = os.environ.get("JPY_SESSION_NAME", "")
+    settings = PipelineSettings(notebook=Path(by_hand)) if by_hand.endswith(".ipynb") else PipelineSettings()
     invocation = os.environ.get(INVOCATION_ENV)  # set by `python -m pipeline train` for its kernel
     tags = {INVOCATION_TAG: invocation} if invocation else {}
     # Under `mlflow run` (MLproject) that command's run becomes the parent instead of being resumed.

@@ -47,20 +47,24 @@ def promote(
     candidate = registry.version(client, name, version)
     current = read_registry.holder(client, name, alias)
     metric = metric or _task_metric(client, candidate)
-    score = _own_score(client, candidate, metric)
+    scores = _own_scores(client, candidate)
+    score = scores.get(metric)
     if current is None:
         registry.move_alias(client, name, alias, version, action="promote")
         return Promotion(metric, version, score, None, None, moved=True, forced=False)
     previous = str(current.version)
     if previous == version:
-        previous_score = _own_score(client, current, metric)
+        previous_score = _own_scores(client, current).get(metric)
         return Promotion(metric, version, score, previous, previous_score, moved=False, forced=False)
     differs = _contract_differs(client, candidate, current)
-    previous_score = None if differs else _champion_score(client, current, metric, candidate)
+    held = {} if differs else _champion_scores(client, current, candidate)
+    previous_score = held.get(metric)
+    # Worse: the holder would win the gate against the candidate (better on the metric, or tied and better on
+    # its tie-breaker). An equal version may be promoted by hand.
     worse = (
         bool(differs)
         or score is None
-        or (previous_score is not None and metrics.better(metric, previous_score, score))
+        or (previous_score is not None and gate.decide(metric, 0.0, previous, held, version, scores).promote)
     )
     if worse and not force:
         champion = f"@{alias} {_scored(previous, metric, previous_score)}"
@@ -75,10 +79,8 @@ def promote(
     return Promotion(metric, version, score, previous, previous_score, moved=True, forced=worse)
 
 
-def _own_score(client: MlflowClient, version: ModelVersion, metric: str) -> float | None:
-    if not version.run_id:
-        return None
-    return client.get_run(version.run_id).data.metrics.get(metric)
+def _own_scores(client: MlflowClient, version: ModelVersion) -> dict[str, float]:
+    return dict(client.get_run(version.run_id).data.metrics) if version.run_id else {}
 
 
 def _task_metric(client: MlflowClient, version: ModelVersion) -> str:
@@ -86,19 +88,19 @@ def _task_metric(client: MlflowClient, version: ModelVersion) -> str:
     return metrics.DEFAULT_GATE_METRIC.get(task, "test_accuracy")
 
 
-def _champion_score(
-    client: MlflowClient, champion: ModelVersion, metric: str, candidate: ModelVersion
-) -> float | None:
-    """The holder's score on the candidate's held-out rows, as the gate judges it; None if it cannot be had."""
+def _champion_scores(
+    client: MlflowClient, champion: ModelVersion, candidate: ModelVersion
+) -> dict[str, float]:
+    """The holder's scores on the candidate's held-out rows, as the gate judges it; none if they cannot be had."""
     from mlflow.exceptions import MlflowException
 
     data_sha = _run_tag(client, candidate, DATA_SHA_TAG)
     try:
-        return gate.champion_score(
-            client, champion, metric, lambda: evaluation.held_out(client, str(candidate.run_id)), data_sha
+        return gate.champion_scores(
+            client, champion, lambda: evaluation.held_out(client, str(candidate.run_id)), data_sha
         )
     except (MlflowException, OSError, KeyError, PipelineError, ContractError):
-        return None
+        return {}
 
 
 def _contract_differs(client: MlflowClient, candidate: ModelVersion, current: ModelVersion) -> str | None:

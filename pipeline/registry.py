@@ -21,18 +21,21 @@ HISTORY_LIMIT = 50
 
 
 def register(
-    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
+    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str], trained_by: str
 ) -> ModelVersion:
-    """A new version of `name` from a logged model (`models:/m-...`), creating the registered model if needed."""
+    """A new version of `name` from a logged model (`models:/m-...`), creating the registered model if needed;
+    `trained_by`: the notebook, named in the model's and the version's descriptions."""
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="Trained by notebooks/train.ipynb (nbship).")
+        client.create_registered_model(name, description=f"Trained by {trained_by} (nbship).")
     # A tracking server needs the logged model's id beside its URI; a local store accepts either.
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-    return client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    return client.create_model_version(
+        name, model_uri, run_id=run_id, tags=tags, model_id=model_id, description=f"Trained by {trained_by}."
+    )
 
 
 def history(client: MlflowClient, name: str) -> list[str]:

@@ -9,15 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from pipeline.names import NAME_PARAMETERS, declared_name
 from service.settings import PROJECT_ROOT, UiSettings
 
 __all__ = ["PROJECT_ROOT", "PipelineSettings"]
 
 
 class PipelineSettings(UiSettings):
-    experiment_name: str = Field(default="digits", description="MLflow experiment of the notebook's runs.")
+    experiment_name: str = Field(
+        default="",
+        description="MLflow experiment of the notebook's runs; default: the notebook's `experiment_name` "
+        "parameter, else the notebook file's name.",
+    )
     champion_alias: str = Field(
         default="champion", description="The registry alias that names the version to serve."
     )
@@ -34,6 +39,14 @@ class PipelineSettings(UiSettings):
     @classmethod
     def _absolute_notebook(cls, path: Path) -> Path:
         return path.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _names_from_the_notebook(self) -> PipelineSettings:
+        """The notebook owns its names: MODEL_NAME and EXPERIMENT_NAME override them only when set."""
+        for parameter, field in NAME_PARAMETERS.items():
+            if not getattr(self, field):
+                setattr(self, field, declared_name(self.notebook, parameter) or self.notebook.stem)
+        return self
 
     @property
     def artifact_root(self) -> Path:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline import evaluation, gate, lineage, params, registry, tracking
 from pipeline.errors import NotebookFailed, PipelineError
 from pipeline.lineage import INVOCATION_ENV, INVOCATION_TAG, MODEL_URI_TAG, SERVED_CHECK_TAG
+from pipeline.names import NAME_PARAMETERS
 from pipeline.report import html_report
 from pipeline.settings import PipelineSettings
 from service.models import metrics
@@ -44,10 +45,14 @@ class TrainResult:
 
 def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: bool = True) -> TrainResult:
     declared = params.declared(settings.notebook)
-    if "registered_model_name" in declared and "registered_model_name" not in overrides:
-        overrides = {**overrides, "registered_model_name": settings.model_name}
-    values = params.resolve(declared, overrides)  # bad names and types fail here, before any kernel
-    model_name = str(values.get("registered_model_name", settings.model_name))
+    # The names the notebook declares take the settings' values (its own, unless MODEL_NAME or EXPERIMENT_NAME
+    # is set), and a `-p` of them wins over both: the run, the registry and the notebook agree.
+    named = {param: getattr(settings, field) for param, field in NAME_PARAMETERS.items() if param in declared}
+    values = params.resolve(declared, named | overrides)  # bad names and types fail here, before any kernel
+    settings = settings.model_copy(
+        update={field: str(values[param]) for param, field in NAME_PARAMETERS.items() if param in values}
+    )
+    model_name = settings.model_name
     tracking.check_reachable(settings.tracking_uri)
 
     invocation = uuid.uuid4().hex
@@ -87,6 +92,7 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
             found.data.tags[MODEL_URI_TAG],
             run_id,
             _version_tags({**found.data.tags, **tags}),
+            trained_by=lineage.notebook_label(settings.notebook),
         )
         decision = gate.run_gate(
             client, model_name, settings.champion_alias, version, contract, rows, metric, settings.gate_margin

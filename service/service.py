@@ -43,7 +43,7 @@ from service.serving.model_calls import ModelCalls
 from service.serving.own_socket import listen_on_own_socket
 from service.serving.packaged import lineage_of, load_stored, model_dir
 from service.serving.request_timeout import use_in_bentoml as use_request_timeout
-from service.settings import ServiceSettings
+from service.settings import ServiceSettings, named_after
 
 settings = ServiceSettings()
 champion = bentoml.models.BentoModel(settings.bento_model_tag)
@@ -110,10 +110,11 @@ class PredictionService:
         )
         lineage = lineage_of(stored).model_copy(update={"bento_model": str(stored.tag)})
         # Which version answers: the packaged one, or (FOLLOW_ALIAS) the registry alias's, as the job worker decides.
+        self.source = named_after(settings, lineage.name)
         secret = settings.webhook_secret
         self.webhook_secret = secret.get_secret_value() if secret else None
         self.models = model_source(
-            packaged, settings, lineage.model_dump(exclude_none=True), prometheus_reporter()
+            packaged, self.source, lineage.model_dump(exclude_none=True), prometheus_reporter()
         )
         freeze_loaded_objects()  # last: what is loaded by now lives as long as the worker
 
@@ -137,15 +138,18 @@ class PredictionService:
         asks the registry now instead of at its next poll."""
         secret = self.webhook_secret
         if secret is None or self.models.status.mode == "pinned":
-            return JSONResponse(error_document("webhooks are off: set FOLLOW_ALIAS and WEBHOOK_SECRET"), 404)
+            return JSONResponse(
+                error_document(404, "webhooks are off: set FOLLOW_ALIAS and WEBHOOK_SECRET"), 404
+            )
         body = await request.body()
         try:
             event = webhook.verified_event(secret, {k.lower(): v for k, v in request.headers.items()}, body)
         except webhook.BadDelivery as exc:
-            return JSONResponse(error_document(str(exc)), 401)
-        if not webhook.names_alias(event, settings.model_name, settings.follow_alias or ""):
+            return JSONResponse(error_document(401, str(exc), loc=("header", "X-MLflow-Signature")), 401)
+        source = self.source
+        if not webhook.names_alias(event, source.model_name, source.follow_alias or ""):
             return JSONResponse({"nudged": False}, 200)
-        webhook.nudge(webhook.nudge_file(settings.data_dir, settings.model_name))
+        webhook.nudge(webhook.nudge_file(source.data_dir, source.model_name))
         return JSONResponse({"nudged": True}, 202)
 
     @routes.get("/model", response_model=ModelLineage)

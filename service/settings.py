@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -50,7 +50,10 @@ class Settings(BaseSettings):
         "store` prints it).",
     )
     model_name: str = Field(
-        default="digits-classifier", description="Registered MLflow model name, also its BentoML model name."
+        default="",
+        description="The registered MLflow model (also its BentoML model's name). The pipeline's default: the "
+        "notebook's `registered_model_name` parameter, else the notebook file's name; the API's and the worker's: "
+        "the packaged model's (MODEL_TAG), which `./noxw -s serve`, `stack` and `container` set.",
     )
     gate_metric: str | None = Field(
         default=None,
@@ -124,7 +127,15 @@ class SourceSettings(Settings):
 
     @property
     def bento_model_tag(self) -> str:
-        return self.model_tag or f"{bento_model_name(self.model_name)}:latest"
+        """The packaged model to serve: MODEL_TAG, else the latest packaged version of MODEL_NAME."""
+        if self.model_tag:
+            return self.model_tag
+        if not self.model_name:
+            raise ValueError(
+                "set MODEL_TAG (the packaged model to serve) or MODEL_NAME (its latest packaged version); "
+                "`./noxw -s serve`, `stack` and `container` set them for the notebook NOTEBOOK names"
+            )
+        return f"{bento_model_name(self.model_name)}:latest"
 
 
 class JobSettings(Settings):
@@ -311,6 +322,15 @@ class ServiceSettings(JobSettings, SourceSettings):
     def tracing_config(self) -> dict[str, Any]:
         """BentoML's `tracing` service configuration: with tracing off, every path is excluded from it."""
         return {} if self.tracing else {"excluded_urls": ["."]}  # a regex matching every URL
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def named_after(settings: S, registered_name: str) -> S:
+    """`settings` with MODEL_NAME, when unset, taken from the packaged model that answers (MODEL_TAG alone names
+    the version to serve; a follower and the webhook need the registered name)."""
+    return settings if settings.model_name else settings.model_copy(update={"model_name": registered_name})
 
 
 def bento_model_name(registered_name: str) -> str:

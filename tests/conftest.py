@@ -32,6 +32,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 import os  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -39,6 +40,7 @@ from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
+from support.processes import stop_all, stop_orphans  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVED_ROWS = 20
@@ -46,10 +48,24 @@ _BENTOML_HOME = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """A BentoML home of the test run's own: tests never touch ~/bentoml (subprocesses inherit it)."""
+    """A BentoML home of the test run's own: tests never touch ~/bentoml (subprocesses inherit it). Servers a
+    killed run left behind are stopped first; SIGTERM interrupts the run as Ctrl-C does, so that every fixture
+    stops what it started (nox sends SIGTERM when it is interrupted)."""
     home = tempfile.mkdtemp(prefix="nbship-bentoml-")
     config.stash[_BENTOML_HOME] = home
     os.environ["BENTOML_HOME"] = home
+    stop_orphans()
+    signal.signal(signal.SIGTERM, _interrupted)
+
+
+def _interrupted(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """After the fixtures' own teardown: any server still running (a run interrupted mid-start) is stopped."""
+    stop_all()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -69,7 +85,12 @@ class ChampionStore:
     def env(self, **extra: str) -> dict[str, str]:
         """Environment of a subprocess using this store (`python -m pipeline ...`, servers)."""
         env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-        return {**env, "DATA_DIR": str(self.data_dir), "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+        served = {
+            "DATA_DIR": str(self.data_dir),
+            "MODEL_NAME": "digits-classifier",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        }
+        return {**env, **served, **extra}
 
 
 @pytest.fixture(scope="session")

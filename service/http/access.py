@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.http.error_shape import send_error
+from service.http.error_shape import error_response, send_error, with_error_schema
 from service.settings import ApiKey
 
 CALLER = "nbship.caller"  # scope key: the name of the API key that authenticated the request
@@ -132,15 +132,8 @@ def document_security(document: dict[str, Any]) -> dict[str, Any]:
         "scheme": "bearer",
         "description": "An API key from the service's API_KEYS setting.",
     }
-    unauthorized = {
-        "description": "Missing or invalid API key.",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Unauthorized"}}},
-    }
-    components.setdefault("schemas", {})["Unauthorized"] = {
-        "type": "object",
-        "properties": {"detail": {"type": "string"}},
-        "required": ["detail"],
-    }
+    with_error_schema(document)
+    unauthorized = error_response("Missing or invalid API key.")
     for path, item in document.get("paths", {}).items():
         if is_open(path):
             continue

@@ -1,32 +1,27 @@
-"""The OpenAPI page at `/` and `/docs`, and the OpenAPI document at `/docs.json` described as this project's.
+"""The OpenAPI page at `/` and `/docs`, and the OpenAPI document at `/docs.json` rewritten on its way out
+(service.http.openapi: this project's, and true).
 
 BentoML's stock page loads a tag manager and badges from other hosts and calls the service "nbship:dev",
 version "None". This ASGI middleware (outside the key check: the page and the document are open) answers the
 page itself: Swagger UI from the files BentoML's package ships, served under `/docs/assets/`, with a
 Content-Security-Policy that lets the browser load nothing but this service's own files. Nothing is fetched at
 run time from anywhere else, so the page works behind a firewall and tells no third party who reads it.
-
-The document BentoML generates gets the project's title and description, the served model's name and version
-as its version, one tag per part of the API (predict, model, jobs, infrastructure) and a summary per route:
-the table below, else the first sentence of the route's docstring.
 """
 
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
 
 from starlette.responses import FileResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.http.access import DOCUMENT_PATH, rewriting_json
+from service.http.openapi import TITLE, Served, describe
 
 PAGE_PATHS = frozenset({"/", "/docs", "/docs/"})
 ASSETS = "/docs/assets/"
-TITLE = "nbship prediction service"
 
 # Swagger UI as BentoML's package ships it (bentoml/_internal/server/static_content).
 _SWAGGER_FILES = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "favicon-light-32x32.png"})
@@ -36,97 +31,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-
-# What /predict answers, by the served model's task (None: no model was stored when the service was defined).
-ANSWERS = {"classification": "each row's class and class probabilities", "regression": "each row's values"}
-
-
-def answers(task: str | None) -> str:
-    return ANSWERS.get(task or "", "each row's prediction")
-
-
-def tags(task: str | None) -> list[dict[str, str]]:
-    predict = {
-        "name": "predict",
-        "description": f"{answers(task).capitalize()}, concurrent requests batched.",
-    }
-    return [predict, *TAGS]
-
-
-TAGS = [  # after "predict"
-    {"name": "model", "description": "The model that answers: registered name, version and lineage."},
-    {
-        "name": "jobs",
-        "description": "The same predictions as durable jobs (RabbitMQ, MongoDB): submit, poll.",
-    },
-    {"name": "infrastructure", "description": "Health, readiness and Prometheus metrics."},
-]
-_OUR_TAGS = {tag["name"] for tag in tags(None)}
-
-SUMMARIES = {
-    ("get", "/model"): "The served model's name, version and lineage",
-    ("post", "/jobs/"): "Submit rows as a job (202 and its id)",
-    ("get", "/jobs/{job_id}"): "A job's state, and its result once done",
-    ("get", "/livez"): "Liveness: the process answers",
-    ("get", "/healthz"): "Liveness (the same as /livez)",
-    ("get", "/readyz"): "Readiness: the model is loaded",
-    ("get", "/metrics"): "Prometheus metrics",
-    ("post", "/hooks/mlflow"): "MLflow's alias webhook (signed): followers ask the registry now",
-}
-_PART_OF = {"hooks": "model"}  # paths whose first segment is not their tag
-
-
-class Served(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def version(self) -> str: ...
-
-
-def describe(document: dict[str, Any], served: Served, task: str | None = None) -> dict[str, Any]:
-    """The OpenAPI document as this project's: info, tags and a summary on every operation; `task`: the served
-    model's, which says what /predict answers."""
-    document["info"] = {
-        "title": TITLE,
-        "version": f"{served.name} {served.version}",
-        "description": _description(served, task),
-    }
-    document["tags"] = tags(task)
-    summaries = SUMMARIES | {("post", "/predict"): f"Predict {answers(task)}"}
-    for path, item in document.get("paths", {}).items():
-        for method, operation in item.items():
-            if isinstance(operation, dict) and "responses" in operation:
-                operation["tags"] = [_tag(path, operation)]
-                operation["summary"] = summaries.get((method, path)) or _first_sentence(operation)
-    return document
-
-
-def _description(served: Served, task: str | None) -> str:
-    return (
-        f"Serves the MLflow registered model **{served.name}** version **{served.version}**, packaged from "
-        "its `@champion` alias by nbship (a Keras training notebook run by papermill, tracked and gated in "
-        "MLflow, served by BentoML).\n\n"
-        f"- `POST /predict`: rows of the model's input features in; {answers(task)} out, with the model "
-        "version that answered. Concurrent requests are batched.\n"
-        "- `GET /model`: where the served version comes from: run, metrics, training time.\n"
-        "- `POST /jobs`, `GET /jobs/{id}`: the same predictions as durable jobs for long or bulk work; "
-        "poll by id.\n\n"
-        "Every error is JSON with a `detail` message."
-    )
-
-
-def _tag(path: str, operation: dict[str, Any]) -> str:
-    first = path.strip("/").split("/")[0]
-    first = _PART_OF.get(first, first)
-    if first in _OUR_TAGS:
-        return first
-    return "infrastructure" if "Infrastructure" in operation.get("tags", []) else "predict"
-
-
-def _first_sentence(operation: dict[str, Any]) -> str:
-    text = re.sub(r"<[^>]+>", "", operation.get("description") or "").strip()
-    return re.split(r"(?<=\.)\s|\n", text, maxsplit=1)[0].rstrip(".") if text else ""
 
 
 def _page(served: Served) -> str:

@@ -1,8 +1,8 @@
-"""ASGI middleware: every error answer is the one JSON shape of service.errors, BentoML's own included, and input
-that parses but breaks the rules is a 422 on every route.
+"""ASGI middleware: every error answer is the one JSON shape of service.http.error_shape, BentoML's own included,
+and input that parses but breaks the rules is a 422 on every route.
 
 - Starlette's plain-text 404/405 ("Not Found") of the outer BentoML app, which takes no exception handler,
-  become `{"detail": "Not Found", "errors": []}`.
+  become `{"detail": "Not Found", "errors": [{"loc": ["path"], ...}]}`.
 - BentoML answers every validation error of an API's input (`/predict`) with 400 and
   `{"error": ..., "detail": [pydantic errors]}`: that becomes the one shape, status 422, unless the body was not
   JSON at all (`json_invalid`: it stays a 400).
@@ -59,14 +59,14 @@ class JsonErrors:
 
 def _normalised(status: int, body: bytes, text: bool) -> tuple[int, dict[str, Any]]:
     if text:
-        return status, error_document(body.decode(errors="replace").strip() or _phrase(status))
+        return status, error_document(status, body.decode(errors="replace").strip() or _phrase(status))
     try:
         found = json.loads(body)
     except ValueError:
-        return status, error_document(_phrase(status))
+        return status, error_document(status, _phrase(status))
     if not isinstance(found, dict):
-        return status, error_document(_phrase(status))
-    if isinstance(found.get("detail"), str) and isinstance(found.get("errors"), list):
+        return status, error_document(status, _phrase(status))
+    if isinstance(found.get("detail"), str) and isinstance(found.get("errors"), list) and found["errors"]:
         return status, found  # already the one shape
     detail = found.get("detail")
     if (
@@ -75,12 +75,12 @@ def _normalised(status: int, body: bytes, text: bool) -> tuple[int, dict[str, An
         and all(isinstance(error, dict) and "type" in error for error in detail)
     ):
         if is_json_syntax_error(detail):
-            return 400, error_document("the body is not valid JSON")
+            return 400, error_document(400, "the body is not valid JSON")
         return (422 if status == 400 else status), validation_document(detail)
     if isinstance(detail, list):  # BentoML's `({"error": "..."},)` for its own 4xx exceptions
         detail = next((e.get("error") for e in detail if isinstance(e, dict) and e.get("error")), None)
     message = detail if isinstance(detail, str) else found.get("error")
-    return status, error_document(str(message) if message else _phrase(status))
+    return status, error_document(status, str(message) if message else _phrase(status))
 
 
 def _is_text(start: Message) -> bool:

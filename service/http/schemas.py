@@ -81,9 +81,20 @@ def request_model(name: str, rules: RowRules, contract: ModelContract | None) ->
     return Rows
 
 
+def value_schema(dtype: np.dtype) -> dict[str, Any]:
+    """One value of the model's input as JSON may carry it: a number within the dtype's range (a whole number
+    for an integer dtype), as the rows' check accepts it (service.http.rows)."""
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return {"type": "integer", "minimum": int(info.min), "maximum": int(info.max)}
+    largest = float(np.finfo(dtype).max)
+    return {"type": "number", "minimum": -largest, "maximum": largest}
+
+
 def request_schema(title: str, contract: ModelContract | None, max_rows: int) -> dict[str, Any]:
     """The request body in the OpenAPI document: exactly one of the formats, rows of the model's real shape."""
-    row: dict[str, Any] = {"type": "number"}
+    value = value_schema(contract.input.dtype) if contract else {"type": "number"}
+    row: dict[str, Any] = value
     for size in reversed(contract.input.shape if contract else (0,)):
         row = {"type": "array", "items": row} | (
             {"minItems": size, "maxItems": size} if size else {"minItems": 1}
@@ -97,7 +108,7 @@ def request_schema(title: str, contract: ModelContract | None, max_rows: int) ->
     if names:
         named = {
             "type": "object",
-            "properties": {n: {"type": "number"} for n in names},
+            "properties": {n: value for n in names},
             "required": list(names),
         }
         properties["instances"] = properties["instances"] | {"items": {"anyOf": [row, named]}}

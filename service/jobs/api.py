@@ -4,8 +4,8 @@
     GET  /jobs/{id}   queued | running | succeeded (+ result as /predict answers, model, timings) | failed (+ error)
 
 Errors are the service's one JSON shape (service.http.error_shape): 400 a body that is not JSON, 404 unknown or malformed id
-(or another API key's job), 422 invalid rows (the message names the row and field) or an idempotency key reused
-with other instances (as the IETF Idempotency-Key draft advises), 503 store down. A job belongs to the API key name that submitted it (`service.http.access.caller`, "" without keys):
+(or another API key's job), 409 an idempotency key reused with other instances, 422 invalid rows (the message names the row and field),
+503 store down. A job belongs to the API key name that submitted it (`service.http.access.caller`, "" without keys):
 only that key sees it, and idempotency keys are per owner.
 
 `served_jobs_app` opens its store and submitter when the app starts (in each server worker process, through the
@@ -59,18 +59,19 @@ def jobs_app(
     @app.exception_handler(StoreUnavailable)
     def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         accepted = ", nothing was accepted" if request.method == "POST" else ""
-        return JSONResponse(error_document(f"job store unavailable{accepted}; retry later"), 503)
+        return JSONResponse(error_document(503, f"job store unavailable{accepted}; retry later"), 503)
 
     @app.exception_handler(IdempotencyConflict)
     def idempotency_conflict(request: Request, exc: IdempotencyConflict) -> JSONResponse:
         error = {"loc": ["header", "Idempotency-Key"], "msg": str(exc), "type": "idempotency_key_reused"}
-        return JSONResponse(error_document(str(exc), [error]), 422)
+        # 409: the request is well-formed, and conflicts with the job the key already names (RFC 9110 15.5.10).
+        return JSONResponse(error_document(409, str(exc), [error]), 409)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         if is_json_syntax_error(errors):
-            return JSONResponse(error_document("the body is not valid JSON"), 400)
+            return JSONResponse(error_document(400, "the body is not valid JSON"), 400)
         return JSONResponse(validation_document(errors), 422)  # the shape drops the input: never echoed
 
     # A sync endpoint runs in the server's thread pool: the requests in flight together are written and
@@ -94,7 +95,7 @@ def jobs_app(
         store = _backend(request).store
         document = store.get(job_id, caller(request.scope)) if is_job_id(job_id) else None
         if document is None:
-            return JSONResponse(error_document(f"no job {job_id[:80]!r}"), 404)
+            return JSONResponse(error_document(404, f"no job {job_id[:80]!r}", loc=("path", "job_id")), 404)
         return JSONResponse(job_view(document))
 
     return app

@@ -41,13 +41,12 @@ from service.models.contract import ContractError, show_shape
 from service.models.quiet import quiet
 from service.models.source import Model as Predictor
 from service.models.source import ModelSource
-from service.settings import JobSettings, WorkerSettings
+from service.settings import JobSettings, WorkerSettings, named_after
 
 log = logging.getLogger(__name__)
 
 LEASE_EXPIRED = "the worker stopped during every attempt (lease expired)"  # MAX_LEASE_LOSSES times
 BACKLOG = ("queued", "running")
-RESULT_DECIMALS = 6  # results are stored: six decimals keep them exact enough and a third of the size
 
 
 @dataclass(frozen=True)
@@ -187,7 +186,7 @@ class Worker:
             return outcomes, failures
         splits = np.cumsum([len(job.rows) for job in claimed])[:-1]
         return [
-            Outcome(job, contract.answer(part, decimals=RESULT_DECIMALS))
+            Outcome(job, contract.answer(part))  # what /predict answers for the same rows
             for job, part in zip(claimed, np.split(outputs, splits), strict=True)
         ], []
 
@@ -254,7 +253,7 @@ def packaged_source(settings: WorkerSettings) -> ModelSource[Any]:
         intra_op_threads=settings.tf_intra_op_threads,
         inter_op_threads=settings.tf_inter_op_threads,
     )
-    return model_source(packaged, settings, on_change=prometheus_reporter())
+    return model_source(packaged, named_after(settings, packaged.name), on_change=prometheus_reporter())
 
 
 def configure_logging() -> None:

@@ -166,19 +166,15 @@ class ModelContract:
     def labels(self, outputs: np.ndarray) -> np.ndarray:
         return self.probabilities(outputs).argmax(axis=1)
 
-    def answer(self, outputs: np.ndarray, decimals: int | None = None) -> dict[str, list[Any]]:
+    def answer(self, outputs: np.ndarray) -> dict[str, list[Any]]:
         """The answer for each row, as /predict and job results give it (columnar: row i is entry i of each)."""
         if self.task == "regression":
             values = np.asarray(outputs, dtype=np.float64)
-            if decimals is not None:
-                values = np.round(values, decimals)
             if self.output.shape == (1,):
                 values = values[:, 0]
             return {"predictions": values.tolist()}
         probabilities = self.probabilities(outputs)
         labels = probabilities.argmax(axis=1)
-        if decimals is not None:
-            probabilities = np.round(probabilities, decimals)
         answer: dict[str, list[Any]] = {"predictions": labels.tolist()}
         if self.class_names is not None:
             answer["classes"] = [self.class_names[i] for i in labels]

@@ -76,7 +76,34 @@ def class_targets(contract: ModelContract, targets: np.ndarray) -> np.ndarray:
     return targets.reshape(len(targets)).astype(np.int64)
 
 
+# The second figure that decides between versions whose gate metric ties: a metric of the same task that still
+# tells them apart when both are right on the same rows (accuracy on a few hundred rows ties often; log-loss
+# says which is the surer of its answers), in its own direction.
+TIE_BREAKER = {
+    "test_accuracy": "test_log_loss",
+    "test_macro_f1": "test_log_loss",
+    "test_log_loss": "test_accuracy",
+    "test_rmse": "test_mae",
+    "test_mae": "test_rmse",
+    "test_r2": "test_rmse",
+}
+EQUAL = 1e-12  # scores closer than this are the same figure (computed on the same rows)
+
+
+def gain(metric: str, candidate: float, champion: float) -> float:
+    """How much better `candidate` is than `champion` on `metric`, in its units (negative: worse)."""
+    return candidate - champion if HIGHER_IS_BETTER[metric] else champion - candidate
+
+
 def better(metric: str, candidate: float, champion: float, margin: float = 0.0) -> bool:
     """Whether `candidate` beats `champion` on `metric` by at least `margin` (and strictly)."""
-    gain = candidate - champion if HIGHER_IS_BETTER[metric] else champion - candidate
-    return gain > 0 and gain >= margin
+    won = gain(metric, candidate, champion)
+    return won > EQUAL and won >= margin
+
+
+def ties(metric: str, candidate: float, champion: float, margin: float = 0.0) -> bool:
+    """Whether the two are within the margin of each other on `metric` without one beating the other by it (with
+    no margin: equal)."""
+    return abs(gain(metric, candidate, champion)) <= max(margin, EQUAL) and not better(
+        metric, candidate, champion, margin
+    )

@@ -73,6 +73,65 @@ def broker_answers(settings: JobSettings) -> bool:
     return True
 
 
+def consumers(settings: JobSettings) -> int:
+    """Workers consuming the job queue: a worker consumes once its model is loaded and its store reached."""
+    try:
+        connection = pika.BlockingConnection(connection_parameters(settings))
+    except AMQPError:
+        return 0
+    try:
+        return int(connection.channel().queue_declare(settings.job_queue, passive=True).method.consumer_count)
+    except AMQPError:  # not declared yet: no worker has started
+        return 0
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def readiness(settings: StackSettings) -> dict[str, Callable[[], str | None]]:
+    """Each component's check: None once it answers, else what it is waiting for."""
+    api = f"http://{settings.host}:{settings.port}/readyz"
+
+    def service() -> str | None:
+        try:
+            return None if http_ok(api)() else "starting"
+        except OSError as exc:  # 503 while the model loads; refused before the server listens
+            return f"{api} {getattr(exc, 'code', None) or 'not listening yet'}"
+
+    def worker() -> str | None:
+        return None if consumers(settings) else f"no consumer on {settings.job_queue} yet (loading the model)"
+
+    return {"service": service, "worker": worker}
+
+
+def wait_ready(
+    checks: dict[str, Callable[[], str | None]],
+    timeout_s: float,
+    alive: Callable[[], bool],
+    every_s: float = 5,
+) -> None:
+    """Until every check passes; each component's state is shown every `every_s` while waiting."""
+    started = time.monotonic()
+    shown = started
+    while True:
+        waiting = {name: state for name, check in checks.items() if (state := check()) is not None}
+        if not waiting:
+            return
+        now = time.monotonic()
+        if not alive():
+            raise SystemExit("stack: a component exited while starting; see its log")
+        if now - started > timeout_s:
+            raise SystemExit(f"stack: not ready after {timeout_s:.0f} s: " + _states(waiting))
+        if now - shown >= every_s:
+            print(f"stack: waiting ({now - started:.0f} s): " + _states(waiting), flush=True)
+            shown = now
+        time.sleep(0.5)
+
+
+def _states(waiting: dict[str, str]) -> str:
+    return "; ".join(f"{name}: {state}" for name, state in waiting.items())
+
+
 def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
     try:
         wait_until(check, timeout_s, what)
@@ -105,6 +164,9 @@ class Stack:
         subprocess.run(["rabbitmq-server", "-detached"], check=True)
         self._stop_broker = True
         wait_for(lambda: broker_answers(settings), "RabbitMQ")
+
+    def alive(self) -> bool:
+        return all(child.poll() is None for _, child in self._children)
 
     def watch(self) -> None:
         """Until Ctrl-C or a child exits."""
@@ -156,9 +218,10 @@ def main() -> int:
         # The worker writes its metrics where BentoML's /metrics reads them, once BentoML has emptied that folder.
         metrics_dir = {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_files.metrics_dir())}
         stack.start("worker", [python, "-m", "service.jobs.worker"], env | metrics_dir)
-        print("stack: up; Ctrl-C stops it, as does any one of its processes exiting")
         nx = "MONGO_URL" in env
         shown = settings.model_copy(update={"mongo_url": env["MONGO_URL"]}) if nx else settings
+        wait_ready(readiness(shown), 300, stack.alive)
+        print("stack: up, every component answers; Ctrl-C stops it, as does any one of its processes exiting")
         for name, address in addresses(shown, management_url(settings), nx):
             print(f"stack:   {name + ':':<20} {address}")
         sys.stdout.flush()

@@ -74,7 +74,7 @@ class ClassicWorker:
         job_id = JobMessage.decode(body).job_id
         document = jobs.find_one({"_id": job_id}, {"inputs": 1, "n_rows": 1})
         rows = np.frombuffer(document["inputs"], dtype="<f4").reshape(document["n_rows"], -1)
-        result = self._model.contract.answer(self._model.predict(rows), decimals=6)
+        result = self._model.contract.answer(self._model.predict(rows))
         jobs.update_one(
             {"_id": job_id},
             {"$set": {"status": "succeeded", "result": result}, "$currentDate": {"finished_at": True}},

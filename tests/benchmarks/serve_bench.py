@@ -194,7 +194,9 @@ def heavy(base: dict[str, str], store: Path) -> Subject:
         labels = np.arange(50) % 10  # random weights: the scores mean nothing
         notebook.log_model(model, task="classification", x_test=rows, y_test=labels)
     uri = client.get_run(run.info.run_id).data.tags[MODEL_URI_TAG]
-    version = registry.register(client, HEAVY_NAME, uri, run.info.run_id, {})
+    version = registry.register(
+        client, HEAVY_NAME, uri, run.info.run_id, {}, "tests/benchmarks/serve_bench.py"
+    )
     registry.promote(client, HEAVY_NAME, settings.champion_alias, str(version.version))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     env = {**base, "DATA_DIR": str(store), "MODEL_NAME": HEAVY_NAME, "EXPERIMENT_NAME": "heavy"}

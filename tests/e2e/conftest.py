@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from support.processes import stop
+from support.processes import spawn, stop
 
 READY_TIMEOUT_S = 180
 
@@ -78,9 +78,7 @@ def wait_ready(url: str, process: subprocess.Popen[Any] | None = None) -> None:
 @contextmanager
 def serving(command: list[str], port: int, env: dict[str, str], cwd: str) -> Iterator[str]:
     """Start a server process on 127.0.0.1:port, yield its URL, stop it by its PID (its own process group)."""
-    process = subprocess.Popen(
-        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
+    process = spawn(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process)

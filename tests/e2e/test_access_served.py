@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+from support.errors import one_error
 
 from service.settings import DEFAULT_MAX_BODY_BYTES
 from tests.conftest import KeyedService
@@ -48,7 +49,7 @@ def test_with_a_key_the_service_answers(client: httpx.Client, keyed_service: Key
     view = client.get(submitted.json()["url"], headers=alice)
     assert view.status_code == 200 and view.json()["status"] == "queued"
     unknown = client.get(f"/jobs/{'a' * 32}/more", headers=alice)  # no route: BentoML's 404, made JSON
-    assert unknown.status_code == 404 and unknown.json() == {"detail": "Not Found", "errors": []}
+    assert unknown.status_code == 404 and unknown.json() == one_error("Not Found", ["path"], "not_found")
 
 
 def test_health_readiness_metrics_and_the_document_stay_open(client: httpx.Client) -> None:
@@ -68,10 +69,8 @@ def test_a_job_is_visible_only_to_the_key_that_submitted_it(
     for_bob = client.get(job["url"], headers=keyed_service.auth("bob"))
     unknown = client.get(f"/jobs/{'0' * 32}", headers=keyed_service.auth("bob"))
     assert for_bob.status_code == unknown.status_code == 404
-    assert for_bob.json() == {
-        "detail": f"no job {job['id']!r}",
-        "errors": [],
-    }  # the same answer as an unknown id
+    # the same answer as an unknown id
+    assert for_bob.json() == one_error(f"no job {job['id']!r}", ["path", "job_id"], "not_found")
 
 
 def test_the_same_idempotency_key_under_two_owners_is_two_jobs(
@@ -100,10 +99,9 @@ def test_a_body_over_the_limit_is_413_by_content_length(
     for path in ("/predict", "/jobs"):
         answer = client.post(path, content=too_large_body(), headers=JSON | keyed_service.auth("alice"))
         assert answer.status_code == 413, (path, answer.text)
-        assert answer.json() == {
-            "detail": f"request body too large: at most {DEFAULT_MAX_BODY_BYTES} bytes",
-            "errors": [],
-        }
+        assert answer.json() == one_error(
+            f"request body too large: at most {DEFAULT_MAX_BODY_BYTES} bytes", ["body"], "too_large"
+        )
 
 
 def test_a_chunked_body_over_the_limit_is_413(client: httpx.Client, keyed_service: KeyedService) -> None:

@@ -11,10 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 from support.job_servers import delete_queues, fresh_job_settings, settings_env
-from support.processes import alive, descendants, free_port, http_ok, stop, wait_until
+from support.processes import alive, descendants, free_port, http_ok, spawn, stop, wait_until
 
 from tests.conftest import PROJECT_ROOT, ChampionStore
-from tests.e2e.conftest import wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -29,23 +28,26 @@ def test_the_stack_runs_a_job_and_ctrl_c_stops_every_process_it_started(
     env = champion_store.env(**jobs, PORT=str(port), UI_PORT=str(ui_port), NX_PORT=str(nx_port))
     env.pop("MONGO_URL", None)  # the stack starts its own nx-27017
     with open(tmp_path / "stack.log", "wb") as log:
-        stack = subprocess.Popen(
+        stack = spawn(
             [sys.executable, "-m", "service.stack"],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
     started: set[int] = set()
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_ready(url, stack)
+        up = lambda: b"stack: up" in (tmp_path / "stack.log").read_bytes()  # noqa: E731
+        wait_until(up, 300, "the stack's `up`", stack)
+        # Up means every component answers: the API is ready and the worker consumes (it logged its start line).
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+        worker_log = env.get("DATA_DIR", "") + "/stack/worker.log"
+        assert "worker up:" in Path(worker_log).read_text()
         with httpx.Client(base_url=url, timeout=30) as client:
             job = client.post("/jobs", json={"instances": champion_store.rows[:2].tolist()})
             assert job.status_code == 202, job.text
-            # The worker starts once the service is up, then loads TensorFlow: allow for both.
-            wait_until(lambda: client.get(job.json()["url"]).json()["status"] == "succeeded", 180, "the job")
+            wait_until(lambda: client.get(job.json()["url"]).json()["status"] == "succeeded", 60, "the job")
         # It says where everything is, credentials left out.
         printed = (tmp_path / "stack.log").read_text()
         ui = f"http://127.0.0.1:{ui_port}"

@@ -125,3 +125,23 @@ def test_without_a_key(schema: Any, session: requests.Session) -> None:
     answers = fuzz(schema, session, {})
     for label in ("POST /predict", "POST /jobs/", "GET /jobs/{job_id}", "GET /model"):
         assert set(answers[label]) <= {401, 404, 405, 413}, (label, answers[label])  # never served
+
+
+def test_schemathesis_with_all_its_checks_finds_the_document_and_the_service_agree(
+    keyed_service: KeyedService, tmp_path
+) -> None:
+    """`schemathesis run --checks all` (100 examples an operation, its default phases: examples, coverage,
+    fuzzing, stateful), as a person would run it against the served document: every status documented, every
+    answer in its documented schema, schema-valid requests accepted and invalid ones refused, auth enforced."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")), "run", f"{keyed_service.url}/docs.json",
+        "--checks", "all", "--max-examples", "100", "--workers", "1", "--no-color",
+        "--header", f"Authorization: {keyed_service.auth('alice')['Authorization']}",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    print(done.stdout[-3000:])
+    assert done.returncode == 0, done.stdout[-8000:]

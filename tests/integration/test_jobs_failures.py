@@ -15,9 +15,10 @@ import numpy as np
 import pika
 import pytest
 from fastapi.testclient import TestClient
+from support.errors import one_error
 from support.jobs_app import create_jobs_app
 from support.models import job_request
-from support.processes import free_port, wait_until
+from support.processes import free_port, spawn, wait_until
 
 from service.jobs.queue import GroupPublishers, JobMessage, Publisher, declare_queues
 from service.jobs.store import JobStore, connect_store
@@ -128,10 +129,9 @@ def test_store_down_answers_503_and_publishes_nothing(job_settings, kit) -> None
     )
     answer = client.post("/", json={"instances": kit.rows(1)})
     assert answer.status_code == 503
-    assert answer.json() == {
-        "detail": "job store unavailable, nothing was accepted; retry later",
-        "errors": [],
-    }
+    assert answer.json() == one_error(
+        "job store unavailable, nothing was accepted; retry later", [], "unavailable"
+    )
     assert client.get(f"/{'a' * 32}").status_code == 503
     assert kit.queue_depth(down, down.job_queue) == 0
     publishers.close()
@@ -154,12 +154,11 @@ def test_broker_down_at_submit_keeps_the_job_queued_until_the_sweeper_publishes_
 def worker_process(settings, kit, log: Path) -> subprocess.Popen:
     env = kit.worker_env(settings) | {"PYTHONPATH": os.pathsep.join([str(TESTS / "integration"), str(TESTS)])}
     with open(log, "ab") as out:
-        return subprocess.Popen(
+        return spawn(
             [sys.executable, "-m", "support.fake_worker", "conftest:SlowFakeModel"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
 
 

@@ -87,7 +87,7 @@ def test_same_idempotency_key_returns_the_same_job(job_settings, store, submitte
     assert kit.queue_depth(job_settings, job_settings.job_queue) == 2  # one message per job, not per request
 
     reused = client.post("/jobs", json={"instances": kit.rows(3)}, headers={"Idempotency-Key": "order-42"})
-    assert reused.status_code == 422
+    assert reused.status_code == 409
     error = reused.json()["errors"][0]
     assert error["loc"] == ["header", "Idempotency-Key"] and error["type"] == "idempotency_key_reused"
     assert f"already used for job {first.json()['id']} with different instances" in error["msg"]

@@ -168,3 +168,26 @@ def test_opened_by_hand_a_notebook_logs_its_parameters_cells_values(tmp_path: Pa
     (found,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert found.data.params == {"epochs": "3", "split_seed": "1", "registered_model_name": "wine"}
     assert "nbship.invocation" not in found.data.tags
+
+
+def test_the_notebook_names_its_model_and_experiment_and_its_versions_say_who_trained_them(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """No MODEL_NAME: a notebook declaring `registered_model_name` registers there, never under the demo's name;
+    its runs go to the experiment of its file's name; descriptions and tags name the notebook."""
+    for key in ("MODEL_NAME", "EXPERIMENT_NAME", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(key, raising=False)
+    notebook = write(tmp_path / "wine_quality.ipynb", WINE.replace("ACTIVATION", '"softmax"') + LOG)
+    settings = PipelineSettings(data_dir=tmp_path, notebook=notebook, _env_file=None)
+    assert (settings.model_name, settings.experiment_name) == ("wine", "wine_quality")
+    result = train(settings, {}, progress_bar=False)
+    client = MlflowClient(settings.tracking_uri)
+    assert result.model_name == "wine" and [m.name for m in client.search_registered_models()] == ["wine"]
+    run = client.get_run(result.run_id)
+    assert client.get_experiment(run.info.experiment_id).name == "wine_quality"
+    assert run.data.params["registered_model_name"] == "wine"
+    assert client.get_registered_model("wine").description == f"Trained by {notebook} (nbship)."
+    version = client.get_model_version("wine", result.version)
+    assert version.description == f"Trained by {notebook}." and version.tags["nbship.notebook"] == str(
+        notebook
+    )

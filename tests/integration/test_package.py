@@ -100,7 +100,9 @@ def _register_again(store: ChampionStore) -> None:
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(settings.tracking_uri)
     try:
-        created = registry.register(client, settings.model_name, str(first.source), str(first.run_id), {})
+        created = registry.register(
+            client, settings.model_name, str(first.source), str(first.run_id), {}, "a test"
+        )
     finally:
         mlflow.set_tracking_uri(previous)
     assert str(created.version) == "2"

@@ -33,7 +33,9 @@ def store(tmp_path: Path):
             mlflow.log_metric(METRIC, score)
             mlflow.set_tag(DATA_SHA_TAG, "same-rows")
             mlflow.log_text("not a model", "model/README")
-        made = registry.register(client, MODEL, f"{run.info.artifact_uri}/model", run.info.run_id, {})
+        made = registry.register(
+            client, MODEL, f"{run.info.artifact_uri}/model", run.info.run_id, {}, "a test"
+        )
         assert str(made.version) == version
     registry.promote(client, MODEL, "champion", "1")
     return settings, client

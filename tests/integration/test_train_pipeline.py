@@ -217,11 +217,12 @@ def test_champion_is_rescored_when_its_split_differs(first, client):
         f"http://127.0.0.1:{free_port()}"
     )  # the process points elsewhere: use the client's
     try:
-        rescored = gate.champion_score(client, champion, "test_accuracy", lambda: rows, sha)
+        rescored = gate.champion_scores(client, champion, lambda: rows, sha)
     finally:
         mlflow.set_tracking_uri(previous_uri)
         client.set_tag(first.run_id, "nbship.data_sha256", sha)
-    assert rescored == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-9)
+    for metric in ("test_accuracy", "test_macro_f1", "test_log_loss"):
+        assert rescored[metric] == pytest.approx(run.data.metrics[metric], abs=1e-6)
 
 
 def test_mlproject_entry_point_nests_the_pipeline_run(first, client, settings):

@@ -51,7 +51,7 @@ from pymongo.errors import PyMongoError
 
 from service.settings import JobSettings
 from support.job_servers import NX, delete_queues, fresh_job_settings, mongo_up, settings_env
-from support.processes import alive, descendants, free_port, http_ok, stop, wait_until
+from support.processes import alive, descendants, free_port, http_ok, spawn, stop, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED = re.compile(r'^nbship_jobs_finished_total\{state="succeeded"\} (\S+)$', re.MULTILINE)
@@ -227,9 +227,7 @@ class Processes:
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         with open(self.logs / f"{name}.log", "ab") as log:
-            process = subprocess.Popen(
-                command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            process = spawn(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self._started.append(process)
         return process
 

@@ -82,4 +82,4 @@ def log_and_register(
             model, task="classification", x_test=split.x_test, y_test=split.y_test, class_names=CLASS_NAMES
         )
     uri = client.get_run(run.info.run_id).data.tags[lineage.MODEL_URI_TAG]
-    return registry.register(client, settings.model_name, uri, run.info.run_id, {})
+    return registry.register(client, settings.model_name, uri, run.info.run_id, {}, "tests/support/digits.py")

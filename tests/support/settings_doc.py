@@ -50,7 +50,7 @@ def shown_default(info: FieldInfo) -> str:
     if info.default_factory is not None:
         return "see meaning"
     value: Any = info.default
-    if value is PydanticUndefined or value is None or value == ():
+    if value is PydanticUndefined or value is None or value in ((), ""):
         return "none"
     if isinstance(value, Path):
         return f"`{value.relative_to(ROOT)}` in the checkout" if value.is_relative_to(ROOT) else f"`{value}`"

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from support.errors import one_error
 
 from service.http.access import LimitBody, RequireKey, caller, document_security
 from service.http.error_rewrite import JsonErrors
@@ -108,7 +109,7 @@ def test_without_a_valid_key_guarded_routes_are_401_json(
     for path in ("/predict", "/jobs/", "/jobs/abc", "/no-such-route"):
         answer = guarded.post(path, headers=headers, content=b"{}")
         assert answer.status_code == 401, path
-        assert answer.json() == {"detail": detail, "errors": []}
+        assert answer.json() == one_error(detail, ["header", "Authorization"], "unauthorized")
         assert answer.headers["www-authenticate"].startswith("Bearer")
         assert KEY_A not in answer.text
 
@@ -162,7 +163,9 @@ def test_a_larger_body_is_413_json_by_content_length_or_by_count(limited: TestCl
     streamed = limited.post("/jobs/", content=chunks(LIMIT + 1))
     for answer in (by_length, streamed):
         assert answer.status_code == 413
-        assert answer.json() == {"detail": f"request body too large: at most {LIMIT} bytes", "errors": []}
+        assert answer.json() == one_error(
+            f"request body too large: at most {LIMIT} bytes", ["body"], "too_large"
+        )
 
 
 def test_an_oversized_chunked_body_is_not_read_past_the_limit() -> None:
@@ -187,8 +190,8 @@ def test_an_oversized_chunked_body_is_not_read_past_the_limit() -> None:
 
 def test_plain_text_errors_become_json_and_the_rest_passes_untouched() -> None:
     app = client(Middleware(JsonErrors))
-    assert app.get("/no-such-route").json() == {"detail": "Not Found", "errors": []}
-    assert app.delete("/predict").json() == {"detail": "Method Not Allowed", "errors": []}
+    assert app.get("/no-such-route").json() == one_error("Not Found", ["path"], "not_found")
+    assert app.delete("/predict").json() == one_error("Method Not Allowed", ["method"], "method_not_allowed")
     assert app.delete("/predict").headers["content-type"] == "application/json"
     assert app.post("/predict", content=b"xy").json() == {"caller": "", "bytes": 2}
 
@@ -202,7 +205,7 @@ def test_plain_text_errors_become_json_and_the_rest_passes_untouched() -> None:
                 "detail": [{"type": "value_error", "msg": "65 rows", "input": "x" * 999}],
             },
             422,
-            {"detail": "65 rows", "errors": [{"loc": [], "msg": "65 rows", "type": "value_error"}]},
+            {"detail": "65 rows", "errors": [{"loc": ["body"], "msg": "65 rows", "type": "value_error"}]},
         ),
         (
             {
@@ -213,17 +216,17 @@ def test_plain_text_errors_become_json_and_the_rest_passes_untouched() -> None:
             {
                 "detail": "json_invalid; a: missing",
                 "errors": [
-                    {"loc": [], "msg": "json_invalid", "type": "json_invalid"},
-                    {"loc": ["a"], "msg": "missing", "type": "missing"},
+                    {"loc": ["body"], "msg": "json_invalid", "type": "json_invalid"},
+                    {"loc": ["body", "a"], "msg": "missing", "type": "missing"},
                 ],
             },
         ),
         (
             {"error": "1 validation error", "detail": [{"type": "json_invalid", "msg": "Invalid JSON"}]},
             400,
-            {"detail": "the body is not valid JSON", "errors": []},
+            one_error("the body is not valid JSON", ["body"], "invalid_json"),
         ),
-        ({"error": "task_id is required"}, 400, {"detail": "task_id is required", "errors": []}),
+        ({"error": "task_id is required"}, 400, one_error("task_id is required", ["body"], "invalid_json")),
     ],
 )
 def test_every_error_gets_one_shape_validation_422_and_bodies_that_are_not_json_400(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-from service.http.docs_page import CONTENT_SECURITY_POLICY, _page, describe, tags
+from service.http.docs_page import CONTENT_SECURITY_POLICY, _page
+from service.http.openapi import describe, tags
 
 SERVED = SimpleNamespace(name="digits-classifier", version="7")
 
@@ -74,3 +75,54 @@ def test_what_predict_answers_follows_the_served_models_task():
         assert answer in document["tags"][0]["description"].lower()
     regressor = str(describe(bentoml_like_document(), SERVED, "regression"))
     assert "probabilities" not in regressor
+
+
+def test_every_operation_documents_its_errors_in_the_one_shape_and_no_500():
+    document = bentoml_like_document()
+    document["paths"]["/predict"]["post"]["responses"] = {
+        "200": {"description": "ok"},
+        "400": {
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InvalidArgument"}}}
+        },
+        "500": {
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InternalServerError"}}}
+        },
+    }
+    document["components"] = {"schemas": {"InvalidArgument": {}, "InternalServerError": {}}}
+    described = describe(document, SERVED)
+    responses = {
+        (path, method): set(op["responses"])
+        for path, item in described["paths"].items()
+        for method, op in item.items()
+    }
+    assert responses[("/predict", "post")] == {"200", "400", "413", "415", "422", "503", "504"}
+    assert responses[("/jobs/", "post")] == {"202", "400", "409", "413", "415", "422", "503", "504"}
+    assert responses[("/jobs/{job_id}", "get")] == {"200", "404", "503", "504"}
+    assert all("500" not in codes for codes in responses.values())
+    errors = [
+        answer
+        for item in described["paths"].values()
+        for op in item.values()
+        for code, answer in op["responses"].items()
+        if int(code) >= 400
+    ]
+    assert all(
+        answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+        for answer in errors
+    )
+    schemas = described["components"]["schemas"]
+    assert "Error" in schemas and "InvalidArgument" not in schemas and "InternalServerError" not in schemas
+    assert schemas["Error"]["properties"]["errors"]["minItems"] == 1
+
+
+def test_the_error_schema_validates_what_the_service_sends():
+    import jsonschema
+
+    from service.http.error_shape import ERROR_SCHEMA, error_document, validation_document
+
+    for document in (
+        error_document(404, "Not Found"),
+        error_document(503, "job store unavailable"),
+        validation_document([{"type": "missing", "loc": ["header", "idempotency-key"], "msg": "x" * 900}]),
+    ):
+        jsonschema.validate(document, ERROR_SCHEMA)

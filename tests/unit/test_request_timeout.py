@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from support.errors import one_error
 
 from service.serving.request_timeout import RequestTimeout
 
@@ -72,7 +73,7 @@ def test_no_answer_in_time_is_a_504_in_the_error_shape_and_the_handler_is_cancel
     assert cancelled == [True]
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[0]["status"] == 504
-    assert json.loads(sent[1]["body"]) == {"detail": "no answer within 0.05 s", "errors": []}
+    assert json.loads(sent[1]["body"]) == one_error("no answer within 0.05 s", [], "timeout")
 
 
 def test_a_handler_that_fails_before_answering_fails_at_once_not_at_the_timeout() -> None:

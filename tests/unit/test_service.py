@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def service_class(packaged_champion: str) -> Any:
+    os.environ["MODEL_TAG"] = packaged_champion  # what `./noxw -s serve` sets: the packaged version to serve
     from service.service import PredictionService
 
     return PredictionService
@@ -82,7 +84,7 @@ def test_http_bad_input_in_process_is_a_422_naming_the_field(client: Any) -> Non
         "detail": "row 1, field 5: expected a number, got a string ('five')",
         "errors": [
             {
-                "loc": [],
+                "loc": ["body"],
                 "msg": "row 1, field 5: expected a number, got a string ('five')",
                 "type": "invalid_request",
             }

@@ -67,3 +67,61 @@ def test_artifacts_stay_under_the_data_folder_unless_a_server_decides(
     settings = PipelineSettings(data_dir=tmp_path, mlflow_tracking_uri=tracking_uri, _env_file=None)
     expected = (tmp_path / "mlartifacts").as_uri() if local_artifacts else None
     assert settings.artifact_location == expected
+
+
+def notebook_with(path: Path, parameters: str) -> Path:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    notebook.cells = [nbformat.v4.new_markdown_cell("# mine"), cell]
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_the_notebook_names_its_model_and_experiment(monkeypatch, tmp_path):
+    for key in ("MODEL_NAME", "EXPERIMENT_NAME"):
+        monkeypatch.delenv(key, raising=False)
+    declared = notebook_with(
+        tmp_path / "wine.ipynb",
+        'epochs: int = 3  # passes\nregistered_model_name: str = "wine-classifier"  # the model\n'
+        'experiment_name: str = "wine"  # the runs',
+    )
+    settings = PipelineSettings(notebook=declared, _env_file=None)
+    assert (settings.model_name, settings.experiment_name) == ("wine-classifier", "wine")
+    # Declaring neither, the notebook's file name names both.
+    bare = notebook_with(tmp_path / "churn_model.ipynb", "epochs: int = 3  # passes")
+    settings = PipelineSettings(notebook=bare, _env_file=None)
+    assert (settings.model_name, settings.experiment_name) == ("churn_model", "churn_model")
+
+
+def test_model_name_and_experiment_name_override_the_notebook_only_when_set(monkeypatch, tmp_path):
+    declared = notebook_with(
+        tmp_path / "wine.ipynb", 'registered_model_name: str = "wine-classifier"  # the model'
+    )
+    monkeypatch.setenv("MODEL_NAME", "other")
+    monkeypatch.setenv("EXPERIMENT_NAME", "trials")
+    settings = PipelineSettings(notebook=declared, _env_file=None)
+    assert (settings.model_name, settings.experiment_name) == ("other", "trials")
+
+
+def test_the_shipped_demo_keeps_its_names(monkeypatch):
+    for key in ("MODEL_NAME", "EXPERIMENT_NAME", "NOTEBOOK"):
+        monkeypatch.delenv(key, raising=False)
+    settings = PipelineSettings(_env_file=None)
+    assert (settings.model_name, settings.experiment_name) == ("digits-classifier", "digits")
+
+
+def test_the_service_needs_a_model_to_serve_and_says_which_settings_name_one(monkeypatch):
+    from service.settings import ServiceSettings
+
+    for key in ("MODEL_NAME", "MODEL_TAG"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ValueError, match=r"set MODEL_TAG .* or MODEL_NAME"):
+        _ = ServiceSettings(_env_file=None).bento_model_tag
+    assert (
+        ServiceSettings(_env_file=None, model_name="Wine Classifier").bento_model_tag
+        == "wine-classifier:latest"
+    )
+    assert ServiceSettings(_env_file=None, model_tag="wine:v3-ab").bento_model_tag == "wine:v3-ab"
