@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pipeline.settings import PipelineSettings
 from service.jobs.settings import JobSettings
+from service.models.source import SourceSettings
 from service.settings import ServiceSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +21,7 @@ FOREIGN_VARIABLES = {
 
 def setting_names() -> set[str]:
     """Environment names of every setting the API and the worker read (no prefix: field name upper-cased)."""
-    classes = (ServiceSettings, JobSettings, PipelineSettings)
+    classes = (ServiceSettings, JobSettings, PipelineSettings, SourceSettings)
     return {name.upper() for cls in classes for name in cls.model_fields}
 
 
