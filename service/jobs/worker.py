@@ -262,6 +262,10 @@ def load_factory(spec: str) -> Callable[[], Predictor]:
     return factory
 
 
+def _exit_before_work(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.jobs.worker", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -271,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
         "model, following FOLLOW_ALIAS when set, as the API does)",
     )
     args = parser.parse_args(argv)
+    # A container's PID 1 ignores the signals it has no handler for: a stop while TensorFlow and the model load
+    # would wait out its whole grace period. Nothing is in hand yet, so SIGTERM ends the process until the worker
+    # runs; from then on it finishes the micro-batch in hand (below).
+    signal.signal(signal.SIGTERM, _exit_before_work)
     from pipeline.quiet import quiet
 
     quiet()
