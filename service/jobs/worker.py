@@ -286,9 +286,17 @@ def run(settings: WorkerSettings, models: ModelSource[Any]) -> int:
     return 0
 
 
+def _exit_before_work(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.jobs.worker", description=__doc__.split("\n")[0])
     parser.parse_args(argv)
+    # A container's PID 1 ignores the signals it has no handler for: a stop while TensorFlow and the model load
+    # would wait out its whole grace period. Nothing is in hand yet, so SIGTERM ends the process until the worker
+    # runs; from then on it finishes the micro-batch in hand (`run`).
+    signal.signal(signal.SIGTERM, _exit_before_work)
     configure_logging()
     settings = WorkerSettings()
     return run(settings, packaged_source(settings))

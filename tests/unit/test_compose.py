@@ -206,3 +206,20 @@ def test_healthchecks_ask_the_ports_the_processes_listen_on() -> None:
 def test_environment_names_are_real_settings(service: str) -> None:
     names = set(environment(model(COMPOSE)["services"][service]))
     assert not unknown_variables(names), f"{service}: not a setting of ours"
+
+
+class _OverrideLoader(yaml.SafeLoader):
+    """compose's `!override` tag (a value that replaces instead of merging), read as the plain value."""
+
+
+_OverrideLoader.add_constructor("!override", lambda loader, node: loader.construct_sequence(node))
+
+
+def test_the_test_override_swaps_only_the_registry_images_and_their_healthchecks() -> None:
+    """docker/compose.test.yaml (stand-ins on machines without a registry) changes nothing of the API or the
+    worker, and of the servers only what the stand-ins need."""
+    swapped = yaml.load((DOCKER / "compose.test.yaml").read_text(), Loader=_OverrideLoader)["services"]
+    assert set(swapped) == {"rabbitmq", "mongo", "mlflow"}
+    for name, service in swapped.items():
+        assert set(service) <= {"image", "healthcheck"}, name
+        assert set(service.get("healthcheck", {})) <= {"test"}, name
