@@ -164,15 +164,15 @@ def timed_posts(
 # --- CPU of the processes ----------------------------------------------------------------------------------
 
 
-def cpu_s(pids: list[int]) -> dict[int, float]:
-    """utime + stime of each live process, in seconds."""
+def cpu_s(pids: list[int]) -> dict[int, tuple[float, float]]:
+    """(utime, stime) of each live process, in seconds."""
     times = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        times[pid] = (int(fields[11]) + int(fields[12])) * TICK_S  # fields 14 and 15 of proc(5)
+        times[pid] = (int(fields[11]) * TICK_S, int(fields[12]) * TICK_S)  # fields 14 and 15 of proc(5)
     return times
 
 
@@ -205,17 +205,30 @@ class CpuMeter:
         self.client_started = time.process_time()
 
     def ms_per_job(self, jobs: int) -> dict[str, float]:
-        used = {}
-        for kind, pids in self.groups.items():
-            now = cpu_s(pids)
-            used[kind] = sum(now[pid] - self.started[kind].get(pid, 0.0) for pid in now) * 1000 / max(jobs, 1)
-        used["client"] = (time.process_time() - self.client_started) * 1000 / max(jobs, 1)
-        return used
+        """utime + stime a job, by kind, and the client's (this process)."""
+        used = {
+            kind: sum(self._used_s(kind, 0).values()) + sum(self._used_s(kind, 1).values())
+            for kind in self.groups
+        }
+        used["client"] = time.process_time() - self.client_started
+        return {kind: seconds * 1000 / max(jobs, 1) for kind, seconds in used.items()}
+
+    def system_ms_per_job(self, jobs: int) -> dict[str, float]:
+        """stime a job, by kind: the kernel's part (system calls, thread wake-ups)."""
+        return {kind: sum(self._used_s(kind, 1).values()) * 1000 / max(jobs, 1) for kind in self.groups}
 
     def split(self, kind: str) -> list[float]:
         """CPU seconds of each process of a kind since the start, largest first (how evenly the work spread)."""
-        now = cpu_s(self.groups[kind])
-        return sorted((now[pid] - self.started[kind].get(pid, 0.0) for pid in now), reverse=True)
+        user, system = self._used_s(kind, 0), self._used_s(kind, 1)
+        return sorted((seconds + system.get(pid, 0.0) for pid, seconds in user.items()), reverse=True)
+
+    def _used_s(self, kind: str, part: int) -> dict[int, float]:
+        """utime (`part` 0) or stime (1) of each process of a kind since the start."""
+        started = self.started[kind]
+        return {
+            pid: now[part] - started.get(pid, (0.0, 0.0))[part]
+            for pid, now in cpu_s(self.groups[kind]).items()
+        }
 
 
 # --- profiles ---------------------------------------------------------------------------------------------
@@ -306,15 +319,16 @@ def op_counts(folder: Path, groups: dict[str, list[int]], jobs: int) -> dict[str
     }
 
 
-def ops_summary(case: str, ops: dict[str, dict[str, float]]) -> str:
-    lines = [
-        f"## {case}: store commands and AMQP methods a job\n",
-        "| process | operation | a job |",
-        "|---|---|---|",
-    ]
+def ops_summary(
+    case: str, ops: dict[str, dict[str, float]], cpu_ms: dict[str, float], system_ms: dict[str, float]
+) -> str:
+    """A case's operations a job by process, and its CPU a job with the kernel's part of it."""
+    lines = [f"## {case}\n", "| process | CPU ms a job | of which system |", "|---|---|---|"]
+    lines += [f"| {kind} | {cpu_ms[kind]:.2f} | {system_ms[kind]:.2f} |" for kind in system_ms]
+    lines += ["", "| process | operation | a job |", "|---|---|---|"]
     for kind, counted in ops.items():
         lines += [f"| {kind} | {op} | {n:.3f} |" for op, n in counted.items() if n >= 0.0005]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n"
 
 
 # --- one case ----------------------------------------------------------------------------------------------
@@ -523,8 +537,11 @@ def single_row_case(bench: Bench, case: str, run: int, concurrency: int, body: b
         figures = case_figures(times, statuses, submit_s)
         figures["cpu_ms"] = served.meter.ms_per_job(len(times))
         figures["api_split"] = served.meter.split(API)
-        if counts:
+        if folder and counts:
             figures["ops"] = op_counts(counts, served.meter.groups, len(times))
+            figures["system_ms"] = served.meter.system_ms_per_job(len(times))
+            with (folder / "ops.md").open("a") as out:
+                out.write(ops_summary(case, figures["ops"], figures["cpu_ms"], figures["system_ms"]))
         if case == OURS:
             figures["groups"] = submit_groups(served.port)
             noop_folder = folder / "noop" if folder else None
