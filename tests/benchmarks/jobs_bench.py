@@ -746,10 +746,10 @@ def footnotes(results: Results) -> list[str]:
                 " + ".join(f"{seconds:.1f}" for seconds in run["api_split"] if seconds >= 0.05)
                 for run in runs
             )
-            groups = "".join(
-                f" Group commits: {g[0]} inserts, {g[1]:.1f} jobs each." if g else ""
-                for g in (run.get("groups") for run in runs[:1])
+            commits = "; ".join(
+                f"{g[0]} inserts, {g[1]:.1f} jobs each" for run in runs if (g := run.get("groups"))
             )
+            groups = f" Group commits per run: {commits}." if commits else ""
             lines.append(
                 f"c={concurrency}, {case}: API or front processes' CPU s per run (largest first): {splits}.{groups}"
             )
