@@ -213,7 +213,7 @@ class Follower:
         folder = self._settings.data_dir / "served" / name / version
         # A download that fails (the registry or its artifact store is away) is tried again at the next poll;
         # a version whose files are there but do not load is refused.
-        model_dir = registry.download_model(client, f"models:/{name}/{version}", folder)
+        model_dir = registry.download_model(client, str(holder.source), folder)  # through this client only
         try:
             candidate = load_model_dir(model_dir, name, version)  # traces the graph: the warm-up
         except Exception as exc:  # a damaged artifact fails in Keras or MLflow in many ways

@@ -131,6 +131,7 @@ def following(
         | settings_env(settings)
         | {
             "DATA_DIR": str(registry.data_dir),
+            "MODEL_NAME": MODEL,
             "FOLLOW_ALIAS": "champion",
             "FOLLOW_INTERVAL_S": "0.5",
             "WORKERS": "2",
@@ -293,6 +294,7 @@ def test_a_signed_mlflow_webhook_makes_every_follower_ask_at_once(
         | settings_env(settings)
         | {
             "DATA_DIR": str(registry.data_dir),  # the nudge file and the download cache
+            "MODEL_NAME": MODEL,
             "MLFLOW_TRACKING_URI": tracking,
             "FOLLOW_ALIAS": "champion",
             "FOLLOW_INTERVAL_S": "60",
