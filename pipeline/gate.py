@@ -86,7 +86,7 @@ class Decision:
 
 
 def _direction(metric: str) -> str:
-    return "higher" if metrics.HIGHER_IS_BETTER[metric] else "lower"
+    return "higher" if metrics.higher_is_better(metric) else "lower"
 
 
 def decide(
@@ -113,7 +113,7 @@ def decide(
         champion_version,
         held,
     )
-    breaker = metrics.TIE_BREAKER.get(metric, "")
+    breaker = metrics.tie_breaker(metric) or ""
     if not metrics.ties(metric, score, held, margin) or breaker not in candidate or breaker not in champion:
         return decision
     return replace(
@@ -138,7 +138,7 @@ def champion_scores(
     """
     run = client.get_run(champion.run_id) if champion.run_id else None
     if run is not None and run.data.tags.get(DATA_SHA_TAG) == data_sha256:
-        return {key: value for key, value in run.data.metrics.items() if key in metrics.HIGHER_IS_BETTER}
+        return {key: value for key, value in run.data.metrics.items() if metrics.is_metric(key)}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = read_registry.download_model(client, str(champion.source), Path(tmp))
         loaded = evaluation.load(model_dir, champion.name, str(champion.version))

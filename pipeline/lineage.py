@@ -17,9 +17,6 @@ DATA_SHA_TAG = f"{TAG_PREFIX}data_sha256"
 INVOCATION_TAG = f"{TAG_PREFIX}invocation"
 INVOCATION_ENV = "NBSHIP_INVOCATION"  # the kernel's environment: the run is tagged with it, and found by it
 TASK_TAG = f"{TAG_PREFIX}task"
-SERVED_CHECK_TAG = (
-    f"{TAG_PREFIX}served_check"  # "passed": the logged model, loaded as served, answered as trained
-)
 
 
 def notebook_label(notebook: Path) -> str:

@@ -2,15 +2,17 @@
 
     run = notebook.start_run()                                   # the run, with the parameters cell's values
     notebook.log_history(history)                                # optional: per-epoch metrics and their curves
-    scores = notebook.log_model(model, task="classification",   # or "regression"
-                                x_test=x_test, y_test=y_test,    # held-out rows and their targets
+    scores = notebook.log_model(model, task="classification",   # "multilabel", "regression"; a dict by output
+                                x_test=x_test, y_test=y_test,    # held-out rows and their targets (dicts by name)
                                 class_names=None, feature_names=None)
     notebook.end_run()
 
-`log_model` reads the model's contract off the Keras model itself (its input and output tensors), checks that
-its answers for the held-out rows fit the task, logs the task's metrics and plots, stores the rows (the gate
-compares versions on them) and logs the model with that signature. Anything that does not fit is a
-`ContractError` raised in the notebook's cell, so the pipeline registers nothing.
+`log_model` reads the model's contract off the Keras model itself (its named input and output tensors), checks
+that its answers for the held-out rows fit each output's task, logs the metrics and plots, stores the rows (the
+gate compares versions on them) and logs the model with that signature and the modules its custom layers live in.
+Anything that does not fit is a `ContractError` raised in the notebook's cell, so the pipeline registers nothing;
+the pipeline then loads the logged model where nothing of the notebook is (pipeline/served_check.py) before it
+registers a version.
 
 Executed by `python -m pipeline train`, the run is tagged with the pipeline's invocation id, by which the pipeline
 finds it; opened by hand, the notebook logs a run of its own.
@@ -23,7 +25,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,18 +33,13 @@ from typing import Any
 import numpy as np
 
 from pipeline import plots
-from pipeline.lineage import (
-    DATA_SHA_TAG,
-    INVOCATION_ENV,
-    INVOCATION_TAG,
-    MODEL_URI_TAG,
-    SERVED_CHECK_TAG,
-    TASK_TAG,
-)
+from pipeline.keras_contract import PerOutput, contract_of, feed, rows_of
+from pipeline.lineage import DATA_SHA_TAG, INVOCATION_ENV, INVOCATION_TAG, MODEL_URI_TAG, TASK_TAG
+from pipeline.model_code import log_keras_with_code, modules_to_ship
 from service.models import metrics
-from service.models.contract import ContractError, ModelContract, Task, Tensor, show_shape
+from service.models.contract import STRING, ContractError, ModelContract, Output, Task, rows_in, show_shape
 from service.models.quiet import quiet, quiet_keras
-from service.models.scoring import EVALUATION_ARTIFACT
+from service.models.scoring import EVALUATION_ARTIFACT, HeldOut
 
 MODEL_ARTIFACT = "model"
 
@@ -101,162 +98,119 @@ def log_history(history: dict[str, list[float]]) -> None:
 def log_model(
     model: Any,
     *,
-    task: Task,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    class_names: Sequence[str] | None = None,
+    task: Task | Mapping[str, Task],
+    x_test: Any,
+    y_test: Any,
+    class_names: PerOutput = None,
     feature_names: Sequence[str] | None = None,
+    value_names: PerOutput = None,
+    threshold: PerOutput = None,
 ) -> dict[str, float]:
-    """Check, score and log the trained Keras model with its held-out rows; returns the test metrics."""
+    """Check, score and log the trained Keras model with its held-out rows; returns the test metrics.
+
+    A model of one input and one output takes arrays and single values; a model of several takes `x_test` as a
+    dict of arrays by input name, and `task`, `y_test`, `class_names` (classifiers), `value_names` (regressions)
+    and `threshold` (multi-label, default 0.5) as dicts by output name. The modules beside the notebook that hold
+    the model's custom layers ship with it."""
     import mlflow
 
     run = _active_run()
-    contract = contract_of(model, task, x_test, class_names, feature_names)
-    x_test = np.ascontiguousarray(x_test, dtype=contract.input.dtype)
-    y_test = np.asarray(y_test)
-    if len(y_test) != len(x_test):
-        raise ContractError(f"{len(x_test)} test rows but {len(y_test)} targets")
-    if len(x_test) < 2:
+    contract = contract_of(model, task, x_test, class_names, feature_names, value_names, threshold)
+    rows = rows_of(x_test, [t.name for t in contract.inputs])
+    n = rows_in(rows)
+    targets = _named_targets(contract, y_test, n)
+    if n < 2:
         raise ContractError("log_model needs at least two held-out rows to score the model on")
-    outputs = contract.check_outputs(model.predict_on_batch(x_test), len(x_test))
-    _check_targets(contract, y_test)
-    scores = metrics.score(contract, outputs, y_test)
+    code = modules_to_ship(model)  # before anything is logged: a model a service could not load is refused
+    outputs = contract.check_outputs(model.predict_on_batch(feed(model, contract, rows)), n)
+    scores = metrics.score(contract, outputs, targets)
     mlflow.log_metrics(scores)
-    _log_evaluation(contract, x_test, y_test, outputs)
-    info = mlflow.keras.log_model(
+    _log_evaluation(contract, HeldOut(rows, targets, outputs))
+    info = log_keras_with_code(
         model,
-        name=MODEL_ARTIFACT,
+        MODEL_ARTIFACT,
+        code,
         signature=contract.signature(),
         metadata=contract.metadata(),
         pip_requirements=pip_requirements(),
     )
-    _check_as_served(info.model_uri, x_test, y_test, outputs)
-    client = mlflow.MlflowClient()
-    for key, value in {MODEL_URI_TAG: info.model_uri, SERVED_CHECK_TAG: "passed"}.items():
-        client.set_tag(run.info.run_id, key, value)
+    mlflow.MlflowClient().set_tag(run.info.run_id, MODEL_URI_TAG, info.model_uri)
     return scores
 
 
-def _check_as_served(model_uri: str, x_test: np.ndarray, y_test: np.ndarray, outputs: np.ndarray) -> None:
-    """The logged model, loaded back by the service's own loader, must answer the held-out rows as the trained
-    model did (a PipelineError in the cell otherwise: the pipeline registers nothing)."""
-    import mlflow
-
-    from pipeline import evaluation
-    from service.models.registry import download_model
-    from service.models.scoring import HeldOut
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = download_model(mlflow.MlflowClient(), model_uri, Path(tmp))
-        loaded = evaluation.load(model_dir, "candidate", "logged")
-        evaluation.check_served_answers(loaded, HeldOut(x_test, y_test, outputs))
-
-
-def contract_of(
-    model: Any,
-    task: Task,
-    x_test: np.ndarray,
-    class_names: Sequence[str] | None = None,
-    feature_names: Sequence[str] | None = None,
-) -> ModelContract:
-    """The contract read off the Keras model: its one input and one output tensor, their dtypes and shapes."""
-    inputs, outputs = _tensors(model, "inputs"), _tensors(model, "outputs")
-    if len(inputs) != 1 or len(outputs) != 1:
+def _named_targets(contract: ModelContract, y_test: Any, n_rows: int) -> dict[str, np.ndarray]:
+    """The held-out targets by output name, each checked against its output."""
+    if isinstance(y_test, Mapping):
+        named = {str(name): np.asarray(values) for name, values in y_test.items()}
+    elif contract.single_output:
+        named = {contract.output.name: np.asarray(y_test)}
+    else:
+        raise ContractError(f"the model answers {[o.name for o in contract.outputs]}: pass y_test as a dict")
+    if sorted(named) != sorted(o.name for o in contract.outputs):
         raise ContractError(
-            f"the model has {len(inputs)} inputs and {len(outputs)} outputs; nbship serves one input tensor "
-            "and one output tensor (concatenate features into one input)"
+            f"y_test holds targets for {sorted(named)}; the model answers {[o.name for o in contract.outputs]}"
         )
-    input_tensor, output_tensor = _tensor(inputs[0]), _tensor(outputs[0])
-    contract = ModelContract(
-        task,
-        input_tensor,
-        output_tensor,
-        tuple(str(name) for name in class_names) if class_names is not None else None,
-        tuple(str(name) for name in feature_names) if feature_names is not None else None,
-    )
-    rows = np.asarray(x_test)
-    if rows.shape[1:] != input_tensor.shape:
-        raise ContractError(
-            f"x_test has rows of shape {list(rows.shape[1:])}; the model takes {show_shape(input_tensor.shape)}"
-        )
-    if rows.dtype.kind not in "iufb":
-        raise ContractError(f"x_test holds {rows.dtype.name} values; the model takes numbers")
-    return contract
+    for output in contract.outputs:
+        _check_targets(output, named[output.name], n_rows)
+    return named
 
 
-def _tensors(model: Any, which: str) -> list[Any]:
-    try:
-        tensors = getattr(model, which)
-    except (AttributeError, ValueError):  # a Sequential model never built with an input shape
-        raise ContractError(
-            "the model has no known input shape: start it with keras.Input(shape=...) so its contract "
-            "can be read off the model"
-        ) from None
-    return list(tensors.values()) if isinstance(tensors, dict) else list(tensors)
-
-
-def _tensor(keras_tensor: Any) -> Tensor:
-    shape = tuple(keras_tensor.shape)
-    if not shape or shape[0] is not None:
-        raise ContractError(f"tensor {keras_tensor.name!r} of shape {shape} has no batch dimension first")
-    try:
-        dtype = np.dtype(str(keras_tensor.dtype))
-    except TypeError:
-        dtype = np.dtype(object)  # e.g. string: refused by the contract with a message that says so
-    if any(d is None for d in shape[1:]):
-        raise ContractError(
-            f"tensor {keras_tensor.name!r} of shape {shape} has unknown dimensions besides the batch; "
-            "nbship serves fixed shapes"
-        )
-    return Tensor(tuple(int(d) for d in shape[1:]), dtype, getattr(keras_tensor, "name", None))
-
-
-def _check_targets(contract: ModelContract, y_test: np.ndarray) -> None:
-    if contract.task == "classification":
-        labels = metrics.class_targets(contract, y_test)
-        n_classes = contract.n_classes or 0
+def _check_targets(output: Output, targets: np.ndarray, n_rows: int) -> None:
+    where = f"y_test {output.name!r}" if output.name else "y_test"
+    if len(targets) != n_rows:
+        raise ContractError(f"{n_rows} test rows but {len(targets)} targets in {where}")
+    if output.task == "classification":
+        labels = metrics.class_targets(output, targets)
+        n_classes = output.n_classes or 0
         if labels.min() < 0 or labels.max() >= n_classes:
             raise ContractError(
-                f"y_test has labels {labels.min()}..{labels.max()}; the model has {n_classes} classes "
+                f"{where} has labels {labels.min()}..{labels.max()}; the output has {n_classes} classes "
                 f"(labels 0..{n_classes - 1})"
             )
-    elif y_test.reshape(len(y_test), -1).shape[1] != max(1, contract.output.width):
+    elif targets.reshape(len(targets), -1).shape[1] != max(1, output.tensor.width):
         raise ContractError(
-            f"y_test has targets of shape {list(y_test.shape[1:])}; the model answers "
-            f"{show_shape(contract.output.shape)}"
+            f"{where} has targets of shape {list(targets.shape[1:])}; the model answers "
+            f"{show_shape(output.tensor.shape)}"
         )
 
 
-def _log_evaluation(
-    contract: ModelContract, x_test: np.ndarray, y_test: np.ndarray, outputs: np.ndarray
-) -> None:
-    """The held-out rows (an artifact for the gate, a dataset for the UI), their hash, the task's plots."""
+def _log_evaluation(contract: ModelContract, held: HeldOut) -> None:
+    """The held-out rows (an artifact for the gate, a dataset for the UI), their hash, each output's plots."""
     import mlflow
     from mlflow.data.numpy_dataset import from_numpy
     from sklearn.metrics import confusion_matrix
 
     digest = hashlib.sha256()
-    for array in (x_test, y_test):
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
+    for name, array in sorted(held.x.items()) + sorted(held.y.items()):
+        digest.update(f"{name}{array.dtype.str}{array.shape}".encode())
+        digest.update(
+            repr(array.tolist()).encode() if array.dtype == STRING else np.ascontiguousarray(array).tobytes()
+        )
     mlflow.set_tags({DATA_SHA_TAG: digest.hexdigest(), TASK_TAG: contract.task})
-    mlflow.log_input(from_numpy(x_test, targets=y_test, name="test rows"), context="evaluation")
+    numeric = {name: values for name, values in held.x.items() if values.dtype != STRING}
+    if numeric:
+        features = numeric if len(numeric) > 1 else next(iter(numeric.values()))
+        mlflow.log_input(from_numpy(features, name="test rows"), context="evaluation")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        rows = folder / Path(EVALUATION_ARTIFACT).name
-        np.savez_compressed(rows, x=x_test, y=y_test, outputs=outputs)
-        mlflow.log_artifact(str(rows), artifact_path=str(Path(EVALUATION_ARTIFACT).parent))
+        held.save(folder / Path(EVALUATION_ARTIFACT).name)
+        mlflow.log_artifact(
+            str(folder / Path(EVALUATION_ARTIFACT).name), artifact_path=str(Path(EVALUATION_ARTIFACT).parent)
+        )
         figures = folder / "plots"
         figures.mkdir()
-        if contract.task == "classification":
-            n_classes = contract.n_classes or 0
-            names = contract.class_names or tuple(str(i) for i in range(n_classes))
-            matrix = confusion_matrix(
-                metrics.class_targets(contract, y_test), contract.labels(outputs), labels=range(n_classes)
-            )
-            plots.confusion_matrix_png(matrix, names, figures / "confusion_matrix.png")
-        else:
-            plots.predicted_vs_true_png(outputs, y_test, figures / "predicted_vs_true.png")
+        for output in contract.outputs:
+            prefix = "" if contract.single_output else f"{output.name}_"
+            values, targets = held.outputs[output.name], held.y[output.name]
+            if output.task == "classification":
+                n_classes = output.n_classes or 0
+                names = output.class_names or tuple(str(i) for i in range(n_classes))
+                matrix = confusion_matrix(
+                    metrics.class_targets(output, targets), output.labels(values), labels=range(n_classes)
+                )
+                plots.confusion_matrix_png(matrix, names, figures / f"{prefix}confusion_matrix.png")
+            elif output.task == "regression":
+                plots.predicted_vs_true_png(values, targets, figures / f"{prefix}predicted_vs_true.png")
         mlflow.log_artifacts(str(figures), artifact_path="plots")
 
 

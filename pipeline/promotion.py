@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipeline import evaluation, gate, registry
+from pipeline import gate, registry
 from pipeline.errors import AliasError, PipelineError
-from pipeline.lineage import DATA_SHA_TAG, TASK_TAG
+from pipeline.lineage import DATA_SHA_TAG
 from service.models import metrics
 from service.models import registry as read_registry
 from service.models.contract import ContractError
+from service.models.scoring import NoHeldOutRows, held_out
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -84,8 +85,14 @@ def _own_scores(client: MlflowClient, version: ModelVersion) -> dict[str, float]
 
 
 def _task_metric(client: MlflowClient, version: ModelVersion) -> str:
-    task = _run_tag(client, version, TASK_TAG) or "classification"
-    return metrics.DEFAULT_GATE_METRIC.get(task, "test_accuracy")
+    """The gate's default metric for the version's contract (its first output's task); a classifier's when the
+    version has no readable model (it is refused for that anyway, unless forced)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return metrics.default_gate_metric(read_registry.contract_at(client, str(version.source)))
+    except (MlflowException, OSError, ContractError):
+        return metrics.DEFAULT_GATE_METRIC["classification"]
 
 
 def _champion_scores(
@@ -97,9 +104,9 @@ def _champion_scores(
     data_sha = _run_tag(client, candidate, DATA_SHA_TAG)
     try:
         return gate.champion_scores(
-            client, champion, lambda: evaluation.held_out(client, str(candidate.run_id)), data_sha
+            client, champion, lambda: held_out(client, str(candidate.run_id)), data_sha
         )
-    except (MlflowException, OSError, KeyError, PipelineError, ContractError):
+    except (MlflowException, OSError, KeyError, PipelineError, ContractError, NoHeldOutRows):
         return {}
 
 

@@ -7,6 +7,7 @@ to MLflow. The notebook starts the MLflow run itself, tagged with this invocatio
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import evaluation, gate, lineage, params, registry, tracking
 from pipeline.errors import NotebookFailed, PipelineError
-from pipeline.lineage import INVOCATION_ENV, INVOCATION_TAG, MODEL_URI_TAG, SERVED_CHECK_TAG
+from pipeline.lineage import INVOCATION_ENV, INVOCATION_TAG, MODEL_URI_TAG
 from pipeline.names import NAME_PARAMETERS
 from pipeline.report import html_report
 from pipeline.settings import PipelineSettings
 from service.models import metrics
 from service.models import registry as read_registry
-from service.models.contract import ContractError
+from service.models.contract import ContractError, read_contract
 from service.models.quiet import QUIET_ENV
 from service.models.scoring import HeldOut
 
@@ -104,29 +105,27 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
 def _checked(
     client: MlflowClient, settings: PipelineSettings, found: Run, executed: Path
 ) -> tuple[ModelContract, HeldOut, str]:
-    """The run's model, its held-out rows, its contract and the gate metric. The model was loaded back as the
-    service loads it and answered the rows as in the notebook (`pipeline.notebook.log_model` checks it there,
-    where TensorFlow is loaded already, and tags the run). Anything else is a PipelineError: nothing registered."""
+    """The run's model, its held-out rows, its contract and the gate metric, once the model was loaded where
+    nothing of the notebook is, as the service loads it, and answered its rows as in the notebook. Anything else
+    is a PipelineError: nothing registered."""
     model_uri = found.data.tags.get(MODEL_URI_TAG)
     if not model_uri:
         raise PipelineError(
             f"the notebook logged no model; it must call pipeline.notebook.log_model (see {executed})"
         )
-    rows = evaluation.held_out(client, found.info.run_id)
-    if found.data.tags.get(SERVED_CHECK_TAG) != "passed":
-        raise PipelineError(
-            "the logged model was not checked as the service loads it: log it with pipeline.notebook.log_model"
-        )
-    try:
-        contract = read_registry.contract_at(client, model_uri)
-    except ContractError as exc:
-        raise PipelineError(f"the logged model cannot be served: {exc}") from None
-    metric = settings.gate_metric or metrics.DEFAULT_GATE_METRIC[contract.task]
+    with tempfile.TemporaryDirectory() as tmp:
+        rows_file = evaluation.held_out_rows(client, found.info.run_id, Path(tmp))
+        model_dir = read_registry.download_model(client, model_uri, Path(tmp) / "model")
+        try:
+            contract = read_contract(model_dir)
+        except ContractError as exc:
+            raise PipelineError(f"the logged model cannot be served: {exc}") from None
+        evaluation.check_where_served(model_dir, rows_file)
+        rows = HeldOut.load(rows_file)
+    metric = settings.gate_metric or metrics.default_gate_metric(contract)
     if metric not in found.data.metrics:
-        logged = ", ".join(sorted(key for key in found.data.metrics if key in metrics.HIGHER_IS_BETTER))
-        raise PipelineError(
-            f"GATE_METRIC {metric} was not logged for this {contract.task} model (it logged: {logged})"
-        )
+        logged = ", ".join(sorted(key for key in found.data.metrics if metrics.is_metric(key)))
+        raise PipelineError(f"GATE_METRIC {metric} was not logged for this model (it logged: {logged})")
     return contract, rows, metric
 
 

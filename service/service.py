@@ -1,6 +1,7 @@
 """The prediction service: `POST /predict` with adaptive batching, `GET /model`, the job API (`POST /jobs`,
-`GET /jobs/{id}`, service/jobs/api.py), MLflow's alias webhook (`POST /hooks/mlflow`) and BentoML's own routes
-(`/livez`, `/readyz`, `/metrics`, the OpenAPI page at `/` and `/docs.json`).
+`GET /jobs/{id}`, service/jobs/api.py), the Open Inference Protocol at `/v2` (service/http/open_inference.py),
+MLflow's alias webhook (`POST /hooks/mlflow`) and BentoML's own routes (`/livez`, `/readyz`, `/metrics`, the
+OpenAPI page at `/` and `/docs.json`).
 
 Serve the packaged champion with `bentoml serve service.service:PredictionService` (`./noxw -s serve` follows
 `@champion`: FOLLOW_ALIAS, service/models/source.py). Defining the service reads `ServiceSettings` (the batching
@@ -14,7 +15,6 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 import bentoml
-import numpy as np
 from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -25,23 +25,25 @@ from service.http.content_type import RequireJson
 from service.http.docs_page import DocsPage
 from service.http.error_rewrite import JsonErrors
 from service.http.error_shape import error_document
+from service.http.open_inference import PREFIX, inference_app
+from service.http.open_inference import serve as serve_inference
 from service.http.rows import RowRules
-from service.http.schemas import ServedModel, answer_model, request_model
+from service.http.schemas import answer_model, answer_of, request_model
 from service.jobs.api import BarePath, served_jobs_app
 from service.jobs.queue import quiet_broker_client
 from service.jobs.submit import JobBackend, open_jobs
 from service.models import webhook
-from service.models.contract import ContractError, ModelContract, read_contract
+from service.models.contract import ContractError, ModelContract, Rows, read_contract
 from service.models.lineage import ModelLineage
 from service.models.source import model_source, prometheus_reporter
-from service.serving import answer_container, bentoml_files
+from service.serving import bentoml_files
 from service.serving.api_methods import bind_api_methods
-from service.serving.dispatcher import use_in_bentoml as use_batch_dispatcher
 from service.serving.error_log import drop_client_errors
 from service.serving.frozen_objects import freeze_loaded_objects
 from service.serving.model_calls import ModelCalls
 from service.serving.own_socket import listen_on_own_socket
 from service.serving.packaged import lineage_of, load_stored, model_dir
+from service.serving.predictions import Predictions
 from service.serving.request_timeout import use_in_bentoml as use_request_timeout
 from service.settings import ServiceSettings, named_after
 
@@ -63,9 +65,7 @@ def _contract_if_stored() -> ModelContract | None:
 
 contract = _contract_if_stored()
 Answer = answer_model(contract)
-answer_container.register(Answer)
 use_request_timeout()
-use_batch_dispatcher()
 PredictRequest = request_model("PredictRequest", RowRules(_contract, settings.max_rows), contract)
 
 routes = FastAPI(title="model lineage", docs_url=None, redoc_url=None, openapi_url=None)
@@ -80,6 +80,8 @@ def _open_jobs() -> Iterator[JobBackend]:
 # Job bodies are parsed as /predict's are, up to the per-job row limit.
 JobRequest = request_model("JobRequest", RowRules(_contract, settings.max_rows_per_job), contract)
 jobs = served_jobs_app(_open_jobs, JobRequest)
+# The Open Inference Protocol (KServe, Triton clients): the same validation and batching as /predict.
+inference = inference_app(settings.max_rows, platform="tensorflow_keras")
 
 
 @bentoml.service(
@@ -91,6 +93,7 @@ jobs = served_jobs_app(_open_jobs, JobRequest)
     tracing=settings.tracing_config,
 )
 @bentoml.asgi_app(jobs, path="/jobs")
+@bentoml.asgi_app(inference, path=PREFIX)
 @bentoml.asgi_app(routes, path="/")
 class PredictionService:
     bento_model = champion
@@ -101,7 +104,6 @@ class PredictionService:
         if settings.reuse_port and settings.workers > 1:
             listen_on_own_socket()  # before the worker listens: it starts serving after __init__
         bind_api_methods(self)  # BentoML rebuilds a method's wrapper on each access, per request
-        self.model_calls = ModelCalls(settings.inline_predict_ms / 1000)  # on the event loop, or in a thread
         stored = self.bento_model  # resolved: the stored model
         packaged = load_stored(
             stored,
@@ -116,21 +118,23 @@ class PredictionService:
         self.models = model_source(
             packaged, self.source, lineage.model_dump(exclude_none=True), prometheus_reporter()
         )
+        self.predictions = Predictions(
+            self.models,
+            ModelCalls(settings.inline_predict_ms / 1000),  # on the event loop, or in a thread
+            batching=settings.batching,
+            max_batch_size=settings.max_batch_size,
+            max_latency_ms=settings.max_latency_ms,
+        )
+        serve_inference(inference, lambda: self.models.current, self.predictions)
         freeze_loaded_objects()  # last: what is loaded by now lives as long as the worker
 
-    @bentoml.api(
-        batchable=settings.batching,
-        max_batch_size=settings.max_batch_size,
-        max_latency_ms=settings.max_latency_ms,
-        input_spec=PredictRequest,
-        output_spec=Answer,
-    )
-    async def predict(self, instances: np.ndarray) -> BaseModel:
+    @bentoml.api(input_spec=PredictRequest, output_spec=Answer)
+    async def predict(self, rows: Rows) -> BaseModel:
         """The model's answer for each row (classifiers: class index, class name when the notebook gave names,
-        probabilities; regressors: the values), and the model version that answered."""
-        model = self.models.current  # once: the whole batch is answered by one version, and says which
-        served = ServedModel.model_construct(name=model.name, version=model.version)
-        return respond(Answer, served, model.contract, await self.model_calls.predict(model, instances))
+        probabilities; regressors: the values; each output's under its name for a model of several), and the
+        model version that answered. Concurrent requests are batched."""
+        model, outputs = await self.predictions(rows)
+        return answer_of(Answer, model.name, model.version, model.contract.answer(outputs))
 
     @routes.post("/hooks/mlflow", status_code=202)
     async def mlflow_webhook(self, request: Request) -> JSONResponse:
@@ -168,8 +172,9 @@ class PredictionService:
 # then the body limit: a caller without a key gets a 401 before anything is read. (`bentoml.service` makes the
 # class a Service; its typing shows the class.)
 _outer = cast(bentoml.Service[Any], PredictionService)
-_outer.add_asgi_middleware(JsonErrors)
+_outer.add_asgi_middleware(JsonErrors, protocol_prefix=PREFIX + "/")
 _outer.add_asgi_middleware(BarePath, prefix="/jobs")
+_outer.add_asgi_middleware(BarePath, prefix=PREFIX)
 _outer.add_asgi_middleware(RequireJson, paths=("/predict", "/jobs"))
 _outer.add_asgi_middleware(  # `/`, `/docs`, `/docs.json`
     DocsPage,
@@ -180,9 +185,3 @@ _outer.add_asgi_middleware(  # `/`, `/docs`, `/docs.json`
 if settings.api_keys:
     _outer.add_asgi_middleware(RequireKey, keys=settings.api_keys)
 _outer.add_asgi_middleware(LimitBody, max_bytes=settings.max_body_bytes)
-
-
-def respond(
-    answer: type[BaseModel], served: ServedModel, contract: ModelContract, outputs: np.ndarray
-) -> BaseModel:
-    return answer.model_construct(None, model=served, **contract.answer(np.asarray(outputs)))

@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.models.metrics import HIGHER_IS_BETTER
+from service.models.metrics import HIGHER_IS_BETTER, is_metric
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The largest legitimate body, a job of 10,000 rows (MAX_ROWS_PER_JOB) of 64 numbers, measured as `json.dumps`
@@ -74,8 +74,11 @@ class Settings(BaseSettings):
     @field_validator("gate_metric")
     @classmethod
     def _known_metric(cls, metric: str | None) -> str | None:
-        if metric and metric not in HIGHER_IS_BETTER:
-            raise ValueError(f"unknown metric {metric!r}; one of {', '.join(HIGHER_IS_BETTER)}")
+        if metric and not is_metric(metric):
+            raise ValueError(
+                f"unknown metric {metric!r}; one of {', '.join(HIGHER_IS_BETTER)} (`OUTPUT/metric` for one output "
+                "of several)"
+            )
         return metric or None
 
     @property

@@ -27,6 +27,7 @@ CALLER = "nbship.caller"  # scope key: the name of the API key that authenticate
 OPEN_PATHS = frozenset(
     {"/", "/docs", "/docs/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"}
     | {"/hooks/mlflow"}  # authenticated by its HMAC signature (service.models.webhook), not by an API key
+    | {"/v2/health/live", "/v2/health/ready"}  # the Open Inference Protocol's probes
 )
 OPEN_PREFIXES = ("/static_content/", "/assets/", "/docs/assets/")  # the OpenAPI page's files
 DOCUMENT_PATH = "/docs.json"

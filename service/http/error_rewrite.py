@@ -22,8 +22,11 @@ from service.http.error_shape import error_document, is_json_syntax_error, valid
 
 
 class JsonErrors:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, protocol_prefix: str | None = None) -> None:
+        """`protocol_prefix`: the paths of a protocol with an error shape of its own (the Open Inference
+        Protocol's `{"error": "..."}`), which their errors are given in instead."""
         self.app = app
+        self.protocol_prefix = protocol_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "HEAD":
@@ -31,6 +34,7 @@ class JsonErrors:
             return
         start: Message | None = None
         chunks: list[bytes] = []
+        protocol = self.protocol_prefix is not None and scope["path"].startswith(self.protocol_prefix)
 
         async def send_json_errors(message: Message) -> None:
             nonlocal start
@@ -43,7 +47,7 @@ class JsonErrors:
             chunks.append(message.get("body", b""))
             if message.get("more_body", False):
                 return
-            status, document = _normalised(start["status"], b"".join(chunks), _is_text(start))
+            status, document = _normalised(start["status"], b"".join(chunks), _is_text(start), protocol)
             body = json.dumps(document).encode()
             headers = [
                 (key, value)
@@ -57,13 +61,27 @@ class JsonErrors:
         await self.app(scope, receive, send_json_errors)
 
 
-def _normalised(status: int, body: bytes, text: bool) -> tuple[int, dict[str, Any]]:
+def _normalised(status: int, body: bytes, text: bool, protocol: bool) -> tuple[int, dict[str, Any]]:
+    if not protocol:
+        return _in_shape(status, body, text)
+    found = None if text else _json(body)
+    if isinstance(found, dict) and isinstance(found.get("error"), str) and len(found) == 1:
+        return status, found  # already the protocol's
+    status, document = _in_shape(status, body, text)
+    return status, {"error": document["detail"]}
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _in_shape(status: int, body: bytes, text: bool) -> tuple[int, dict[str, Any]]:
     if text:
         return status, error_document(status, body.decode(errors="replace").strip() or _phrase(status))
-    try:
-        found = json.loads(body)
-    except ValueError:
-        return status, error_document(status, _phrase(status))
+    found = _json(body)
     if not isinstance(found, dict):
         return status, error_document(status, _phrase(status))
     if isinstance(found.get("detail"), str) and isinstance(found.get("errors"), list) and found["errors"]:

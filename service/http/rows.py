@@ -1,17 +1,24 @@
-"""One request contract for every route that takes rows (`POST /predict`, `POST /jobs`): the body formats, and
-the rows checked against the model's contract, by the same code.
+"""One request contract for every route that takes rows (`POST /predict`, `POST /jobs`, the Open Inference
+Protocol's `infer`): the body formats, and the rows checked against the model's contract, by the same code.
 
 A body is a JSON object with exactly one of MLflow's scoring keys, so a client of `mlflow models serve` keeps
-working:
+working. A model of one input:
 
-    {"instances": [row, ...]}           a row: nested lists of the model's input shape, or (with feature names)
+    {"instances": [row, ...]}           a row: nested lists of the input's shape, or (with feature names)
     {"inputs": [row, ...]}              an object keyed by feature name
     {"dataframe_split": {"columns": [...], "data": [[...], ...]}}    named features only
     {"dataframe_records": [{"name": value, ...}, ...]}              named features only
 
-Values are finite numbers (JSON true/false are not numbers here) that fit the model's dtype. Every problem is a
-`RequestError` whose message names the row and field at fault; messages never echo more than a few characters of
-the input.
+A model of several named inputs:
+
+    {"inputs": {"name": [row, ...], ...}}                   each input's rows (MLflow's named tensors)
+    {"instances": [{"name": row, ...}, ...]}                each row an object of every input's value
+    {"dataframe_records": [...]}, {"dataframe_split": ...}  when every input is one value a row (a table's columns)
+
+Values are finite numbers (JSON true/false are not numbers here) that fit the input's dtype, or strings for a
+string input; an input of shape [-1, 1] also takes one bare value a row. Every problem is a `RequestError` whose
+message names the input (of several), row and field at fault; messages never echo more than a few characters
+of the input.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from service.models.contract import ModelContract, show_shape
+from service.models.contract import STRING, ModelContract, Rows, Tensor, show_shape
 
 FORMATS = ("instances", "inputs", "dataframe_split", "dataframe_records")
 MAX_REPORTED_ERRORS = 5
@@ -50,16 +57,12 @@ class RowRules:
     def contract(self) -> ModelContract:
         return self._contract()
 
-    def body(self, body: Any) -> np.ndarray:
-        """The rows of a request body in any of the formats, as an array of the model's input dtype and shape."""
+    def body(self, body: Any) -> Rows:
+        """The rows of a request body in any of the formats, by input name, of the inputs' dtypes and shapes."""
         return parse_body(body, self.contract, self.max_rows)
 
-    def rows(self, rows: Any) -> np.ndarray:
-        """Rows already taken out of a body (a list of rows, or an array from an in-process caller)."""
-        return parse_rows(rows, self.contract, self.max_rows)
 
-
-def parse_body(body: Any, contract: ModelContract, max_rows: int) -> np.ndarray:
+def parse_body(body: Any, contract: ModelContract, max_rows: int) -> Rows:
     if not isinstance(body, dict):
         fail(f"expected a JSON object with one of {', '.join(FORMATS)}, got {_kind(body)}")
     keys = [key for key in body if key in FORMATS]
@@ -73,49 +76,97 @@ def parse_body(body: Any, contract: ModelContract, max_rows: int) -> np.ndarray:
         )
     key = keys[0]
     value = body[key]
+    if not contract.single_input:
+        return _named_inputs(key, value, contract, max_rows)
+    tensor = contract.input
     if key == "inputs" and isinstance(value, dict):  # MLflow's named-tensor form, for the model's one tensor
-        name = contract.input.name or "inputs"
-        if list(value) != [name]:
-            fail(f"inputs as an object must hold the model's one input tensor {name!r}")
-        value = value[name]
+        if list(value) != [tensor.name]:
+            fail(f"inputs as an object must hold the model's one input tensor {tensor.name!r}")
+        value = value[tensor.name]
     if key == "dataframe_split":
-        value = _split_rows(value, contract)
+        value = _split_rows(value, _feature_names(contract, key), "feature")
     elif key == "dataframe_records":
-        value = _named_rows(value, contract, "dataframe_records")
-    return parse_rows(value, contract, max_rows)
+        value = _named_rows(value, _feature_names(contract, key), key, "feature")
+    elif (
+        contract.feature_names is not None
+        and isinstance(value, list)
+        and any(isinstance(r, dict) for r in value)
+    ):
+        value = _named_rows(value, contract.feature_names, key, "feature")
+    return {tensor.name: parse_rows(value, tensor, max_rows)}
 
 
-def parse_rows(value: Any, contract: ModelContract, max_rows: int) -> np.ndarray:
-    """The rows as an array of the model's dtype and shape, or a RequestError naming the rows and fields at fault."""
+def _named_inputs(key: str, value: Any, contract: ModelContract, max_rows: int) -> Rows:
+    """Rows of a model of several inputs: each input's rows, by name."""
+    names = [tensor.name for tensor in contract.inputs]
+    if key in ("dataframe_split", "dataframe_records") and not contract.scalar_columns:
+        fail(f"{key} needs a model whose every input is one value a row; send inputs or instances")
+    if key == "inputs":
+        if not isinstance(value, dict):
+            fail(f"inputs must be an object of each input's rows ({_names(names)}), got {_kind(value)}")
+        _check_names(list(value), names, "inputs", "input")
+        columns = value
+    else:
+        if key == "dataframe_split":
+            ordered = _split_rows(value, names, "input")
+        else:
+            ordered = _named_rows(value, names, key, "input")
+        columns = {name: [row[i] for row in ordered] for i, name in enumerate(names)}
+    counts = {name: len(rows) for name, rows in columns.items() if isinstance(rows, (list, np.ndarray))}
+    if len(set(counts.values())) > 1:
+        fail(
+            "every input needs the same number of rows, got "
+            + ", ".join(f"{n} {c}" for n, c in counts.items())
+        )
+    return {t.name: parse_rows(columns[t.name], t, max_rows, f"input {t.name!r}, ") for t in contract.inputs}
+
+
+def parse_rows(value: Any, tensor: Tensor, max_rows: int, where: str = "") -> np.ndarray:
+    """The rows of one input as an array of its dtype and shape, or a RequestError naming the rows and fields at
+    fault (`where` says which input, when the model has several)."""
     if isinstance(value, np.ndarray):  # in-process callers
         value = value.tolist()
-    shape = contract.input.shape
+    shape = tensor.shape
     if not isinstance(value, list):
-        fail(f"expected a list of rows of shape {show_shape(shape)}, got {_kind(value)}")
+        fail(f"{where}expected a list of rows of shape {show_shape(shape)}, got {_kind(value)}")
     if not value:
-        fail("no rows: send at least one row")
+        fail(f"{where}no rows: send at least one row")
     if len(value) > max_rows:
-        fail(f"{len(value)} rows; at most {max_rows} rows per request")
-    if contract.feature_names is not None and any(isinstance(row, dict) for row in value):
-        value = _named_rows(value, contract, "instances")
-    # The fast path: one conversion. Strings, None, nested or ragged rows fall to the row-by-row search.
+        fail(f"{where}{len(value)} rows; at most {max_rows} rows per request")
+    if shape == (1,) and not any(isinstance(row, list) for row in value):
+        value = [[row] for row in value]  # one bare value a row
+    rows = _strings(value, shape) if tensor.strings else _numbers(value, shape, tensor.dtype)
+    if rows is None:
+        fail(_describe(value, tensor, where))
+    return rows
+
+
+def _numbers(value: list[Any], shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """The fast path: one conversion. Strings, None, nested or ragged rows fall to the row-by-row search."""
     try:
         raw = np.array(value)
     except (ValueError, TypeError):
-        raw = None
-    dtype = contract.input.dtype
-    if raw is not None and raw.shape[1:] == shape and raw.dtype.kind in "iuf" and not _has_boolean(value):
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as inf, reported below
-            rows = raw.astype(dtype, copy=False)
-        # JSON numbers arrive as float64: they must stay finite (and whole, for integer inputs) once cast.
-        exact = np.isfinite(rows).all() if rows.dtype.kind == "f" else np.array_equal(rows, raw)
-        if exact:
-            return rows
-    fail(_describe(value, contract))
+        return None
+    if raw.shape[1:] != shape or raw.dtype.kind not in "iuf" or _has_boolean(value):
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as inf, reported below
+        rows = raw.astype(dtype, copy=False)
+    # JSON numbers arrive as float64: they must stay finite (and whole, for integer inputs) once cast.
+    exact = np.isfinite(rows).all() if rows.dtype.kind == "f" else np.array_equal(rows, raw)
+    return rows if exact else None
 
 
-def _split_rows(value: Any, contract: ModelContract) -> list[Any]:
-    names = _feature_names(contract, "dataframe_split")
+def _strings(value: list[Any], shape: tuple[int, ...]) -> np.ndarray | None:
+    try:
+        raw = np.array(value, dtype=STRING)
+    except (ValueError, TypeError):
+        return None
+    if raw.shape[1:] != shape or not all(isinstance(item, str) for item in raw.flat):
+        return None
+    return raw
+
+
+def _split_rows(value: Any, names: Sequence[str], what: str) -> list[Any]:
     if not isinstance(value, dict) or not isinstance(value.get("data"), list):
         fail('dataframe_split must be an object {"columns": [...], "data": [[...], ...]}')
     extra = [key for key in value if key not in ("columns", "data", "index")]
@@ -123,8 +174,8 @@ def _split_rows(value: Any, contract: ModelContract) -> list[Any]:
         fail(f"unknown key {_short(extra[0])} in dataframe_split")
     columns = value.get("columns", list(names))
     if not isinstance(columns, list) or not all(isinstance(column, str) for column in columns):
-        fail("dataframe_split columns must be a list of feature names")
-    _check_names(columns, names, "dataframe_split columns")
+        fail(f"dataframe_split columns must be a list of {what} names")
+    _check_names(columns, names, "dataframe_split columns", what)
     order = [columns.index(name) for name in names]
     rows = value["data"]
     if len(rows) > 0 and all(isinstance(row, list) and len(row) == len(columns) for row in rows):
@@ -135,15 +186,14 @@ def _split_rows(value: Any, contract: ModelContract) -> list[Any]:
     return rows
 
 
-def _named_rows(rows: Any, contract: ModelContract, where: str) -> list[Any]:
-    names = _feature_names(contract, where)
+def _named_rows(rows: Any, names: Sequence[str], where: str, what: str) -> list[Any]:
     if not isinstance(rows, list):
         fail(f"{where} must be a list of rows, got {_kind(rows)}")
     ordered = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            fail(f"row {i}: expected an object keyed by feature name, got {_kind(row)}")
-        _check_names(list(row), names, f"row {i}")
+            fail(f"row {i}: expected an object keyed by {what} name, got {_kind(row)}")
+        _check_names(list(row), names, f"row {i}", what)
         ordered.append([row[name] for name in names])
     return ordered
 
@@ -157,18 +207,18 @@ def _feature_names(contract: ModelContract, where: str) -> tuple[str, ...]:
     return contract.feature_names
 
 
-def _check_names(given: Sequence[str], names: Sequence[str], where: str) -> None:
+def _check_names(given: Sequence[str], names: Sequence[str], where: str, what: str) -> None:
     missing = [name for name in names if name not in given]
     unknown = [name for name in given if name not in names]
     if unknown:
-        fail(f"{where}: unknown feature {_short(unknown[0])}; the model takes {_names(names)}")
+        fail(f"{where}: unknown {what} {_short(unknown[0])}; the model takes {_names(names)}")
     if missing:
         fail(
-            f"{where}: missing feature {_short(missing[0])}"
+            f"{where}: missing {what} {_short(missing[0])}"
             + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
         )
     if len(given) != len(set(given)):
-        fail(f"{where}: a feature is named twice")
+        fail(f"{where}: a {what} is named twice")
 
 
 def _has_boolean(value: list[Any]) -> bool:
@@ -180,16 +230,15 @@ def _has_boolean(value: list[Any]) -> bool:
     )
 
 
-def _describe(rows: list[Any], contract: ModelContract) -> str:
+def _describe(rows: list[Any], tensor: Tensor, where: str) -> str:
     """What is wrong, row by row and field by field (the first few problems)."""
     problems: list[str] = []
-    dtype = contract.input.dtype
     for i, row in enumerate(rows):
-        _walk(row, contract.input.shape, dtype, f"row {i}", (), problems)
+        _walk(row, tensor.shape, tensor.dtype, f"{where}row {i}", (), problems)
         if len(problems) >= MAX_REPORTED_ERRORS:
             break
     if not problems:  # every value passes on its own (e.g. mixed integer overflow): say so plainly
-        problems.append(f"values out of range for {dtype.name}")
+        problems.append(f"{where}values out of range for {tensor.dtype_name}")
     return "; ".join(problems[:MAX_REPORTED_ERRORS])
 
 
@@ -201,7 +250,8 @@ def _walk(
     where = row if not at else f"{row}, field {_path(at, flat=len(at) + len(shape) == 1)}"
     if shape:
         if not isinstance(value, list):
-            fail_text = f"expected a list of {shape[0]} {'numbers' if len(shape) == 1 else 'lists'}"
+            items = ("strings" if dtype == STRING else "numbers") if len(shape) == 1 else "lists"
+            fail_text = f"expected a list of {shape[0]} {items}"
             problems.append(f"{where}: {fail_text}, got {_kind(value)}")
             return
         if len(value) != shape[0]:
@@ -224,6 +274,8 @@ def _path(at: tuple[int, ...], flat: bool) -> str:
 
 
 def _field_problem(item: Any, dtype: np.dtype) -> str | None:
+    if dtype == STRING:
+        return None if isinstance(item, str) else f"expected a string, got {_kind(item)}"
     if isinstance(item, bool) or not isinstance(item, (int, float)):
         return f"expected a number, got {_kind(item)}"
     if isinstance(item, float) and not math.isfinite(item):

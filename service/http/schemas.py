@@ -8,6 +8,7 @@ turned into the service's one error shape and status 422 by service.http.error_r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
 from service.http.rows import FORMATS, RequestError, RowRules
-from service.models.contract import ModelContract
-
-ROW_FIELDS = ("predictions", "classes", "probabilities")  # columnar answers: entry i belongs to row i
+from service.models.contract import ModelContract, Output, Tensor, show_shape
 
 
 class ServedModel(BaseModel):
@@ -26,49 +25,88 @@ class ServedModel(BaseModel):
 
 
 def answer_model(contract: ModelContract | None) -> type[BaseModel]:
-    """The answer of /predict (and a job's result, with the model): one entry per row in each list."""
+    """The answer of /predict (and a job's result, with the model): one entry per row in each list; a model of
+    several outputs answers each under `outputs` by name."""
     served = (ServedModel, Field(description="The registered model and version that answered."))
     if contract is None:  # the service is defined without its model (a build's import): a permissive answer
         return create_model("Answer", model=served, predictions=(list[Any], ...))
-    if contract.task == "regression":
-        values = list[float] if contract.output.shape in ((), (1,)) else list[list[float]]
-        return create_model(
-            "RegressionAnswer",
-            model=served,
-            predictions=(values, Field(description="The model's values per row.")),
-        )
-    fields: dict[str, Any] = {
-        "model": served,
-        "predictions": (list[int], Field(description="Predicted class index of each row.")),
+    if contract.single_output:
+        return create_model("Answer", model=served, **output_fields(contract.output))
+    each: dict[str, Any] = {
+        output.name: (create_model(f"Answer_{i}", **output_fields(output)), Field(description=_about(output)))
+        for i, output in enumerate(contract.outputs)
     }
-    if contract.class_names is not None:
-        fields["classes"] = (list[str], Field(description="Predicted class name of each row."))
+    outputs = (create_model("Outputs", **each), Field(description="Each output's answer, by its name."))
+    return create_model("Answer", model=served, outputs=outputs)
+
+
+def answer_of(answer: type[BaseModel], name: str, version: str, body: dict[str, Any]) -> BaseModel:
+    """The answer model `answer` (answer_model's) of a contract's answer (ModelContract.answer), built without
+    validation: the values are the model's own, in the shape the contract gives them."""
+    served = ServedModel.model_construct(name=name, version=version)
+    if "outputs" in body:
+        outputs = _model_of(answer, "outputs")
+        each = {
+            key: _model_of(outputs, key).model_construct(None, **values)
+            for key, values in body["outputs"].items()
+        }
+        body = {"outputs": outputs.model_construct(None, **each)}
+    return answer.model_construct(None, model=served, **body)
+
+
+def _model_of(container: type[BaseModel], field: str) -> type[BaseModel]:
+    annotation = container.model_fields[field].annotation
+    assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return annotation
+
+
+def output_fields(output: Output) -> dict[str, Any]:
+    """The lists of one output's answer (service.models.contract.Output.answer)."""
+    if output.task == "regression":
+        values = list[float] if output.tensor.shape in ((), (1,)) else list[list[float]]
+        return {"predictions": (values, Field(description="The model's values per row."))}
+    several = output.task == "multilabel"
+    fields: dict[str, Any] = {
+        "predictions": (
+            list[list[int]] if several else list[int],
+            Field(
+                description="The classes on for each row."
+                if several
+                else "Predicted class index of each row."
+            ),
+        )
+    }
+    if output.class_names is not None:
+        fields["classes"] = (
+            list[list[str]] if several else list[str],
+            Field(description="Their names." if several else "Predicted class name of each row."),
+        )
     fields["probabilities"] = (
         list[list[float]],
-        Field(description=f"Probabilities of the {contract.n_classes} classes, per row."),
+        Field(description=f"Probabilities of the {output.n_classes} classes, per row."),
     )
-    return create_model("ClassificationAnswer", **fields)
+    return fields
+
+
+def _about(output: Output) -> str:
+    return f"{output.task} {output.tensor}"
 
 
 def request_model(name: str, rules: RowRules, contract: ModelContract | None) -> type[BaseModel]:
-    """A request body in any of the formats (service.requests), parsed into `instances` of the model's shape."""
+    """A request body in any of the formats (service.http.rows), parsed into `rows`: arrays by input name."""
 
     class Rows(BaseModel):
         model_config = ConfigDict(arbitrary_types_allowed=True)
 
-        instances: np.ndarray
+        rows: dict[str, np.ndarray]
 
         @model_validator(mode="before")
         @classmethod
         def _parse(cls, data: Any) -> Any:
-            if (
-                isinstance(data, dict)
-                and list(data) == ["instances"]
-                and isinstance(data["instances"], np.ndarray)
-            ):
-                return {"instances": rules.rows(data["instances"])}  # an in-process caller
+            if _parsed(data):  # validated again (a JSON body never holds arrays)
+                return data
             try:
-                return {"instances": rules.body(data)}
+                return {"rows": rules.body(data)}
             except RequestError as exc:
                 # The message goes in the context: braces in it must not be read as a template.
                 raise PydanticCustomError("invalid_request", "{reason}", {"reason": str(exc)}) from None
@@ -79,6 +117,11 @@ def request_model(name: str, rules: RowRules, contract: ModelContract | None) ->
 
     Rows.__name__ = Rows.__qualname__ = name
     return Rows
+
+
+def _parsed(data: Any) -> bool:
+    rows = data.get("rows") if isinstance(data, dict) and list(data) == ["rows"] else None
+    return isinstance(rows, dict) and all(isinstance(values, np.ndarray) for values in rows.values())
 
 
 def value_schema(dtype: np.dtype) -> dict[str, Any]:
@@ -92,47 +135,100 @@ def value_schema(dtype: np.dtype) -> dict[str, Any]:
 
 
 def request_schema(title: str, contract: ModelContract | None, max_rows: int) -> dict[str, Any]:
-    """The request body in the OpenAPI document: exactly one of the formats, rows of the model's real shape."""
-    value = value_schema(contract.input.dtype) if contract else {"type": "number"}
-    row: dict[str, Any] = value
-    for size in reversed(contract.input.shape if contract else (0,)):
-        row = {"type": "array", "items": row} | (
-            {"minItems": size, "maxItems": size} if size else {"minItems": 1}
+    """The request body in the OpenAPI document: exactly one of the formats, rows of the inputs' real shapes."""
+    if contract is None:
+        properties = {
+            key: {"type": "array", "minItems": 1, "maxItems": max_rows} for key in ("instances", "inputs")
+        }
+        described = "rows of the model's inputs"
+    elif contract.single_input:
+        properties = _one_input(contract, max_rows)
+        described = f"each row of shape {show_shape(contract.input.shape)}, {contract.input.dtype_name}"
+    else:
+        properties = _named_inputs(contract, max_rows)
+        described = "every input the same number of rows: " + ", ".join(
+            f"{t.name} {t}" for t in contract.inputs
         )
-    rows = {"type": "array", "minItems": 1, "maxItems": max_rows, "items": row}
-    properties: dict[str, Any] = {
-        "instances": rows | {"description": "Rows of the model's input."},
-        "inputs": rows | {"description": "The same as instances (MLflow's name)."},
-    }
-    names = contract.feature_names if contract else None
-    if names:
-        named = {
-            "type": "object",
-            "properties": {n: value for n in names},
-            "required": list(names),
-        }
-        properties["instances"] = properties["instances"] | {"items": {"anyOf": [row, named]}}
-        properties["dataframe_records"] = rows | {
-            "items": named,
-            "description": "Rows keyed by feature name.",
-        }
-        properties["dataframe_split"] = {
-            "type": "object",
-            "properties": {
-                "columns": {"type": "array", "items": {"type": "string", "enum": list(names)}},
-                "data": rows,
-            },
-            "required": ["data"],
-            "description": "Columns and rows, as pandas' split orient.",
-        }
-    shape = f"[-1, {', '.join(map(str, contract.input.shape))}]" if contract else "the model's"
     return {
         "title": title,
         "type": "object",
         "description": f"Send the rows under exactly one of {', '.join(k for k in FORMATS if k in properties)}; "
-        f"each row of shape {shape}, {contract.input.dtype.name if contract else 'numbers'}.",
+        f"{described}.",
         "properties": properties,
         "minProperties": 1,
         "maxProperties": 1,
         "additionalProperties": False,
+    }
+
+
+def _value(tensor: Tensor) -> dict[str, Any]:
+    return {"type": "string"} if tensor.strings else value_schema(tensor.dtype)
+
+
+def _row(tensor: Tensor) -> dict[str, Any]:
+    """One row of an input: nested arrays of its shape (a bare value for shape [-1, 1] too)."""
+    row = _value(tensor)
+    for size in reversed(tensor.shape):
+        row = {"type": "array", "items": row, "minItems": size, "maxItems": size}
+    return {"anyOf": [row, _value(tensor)]} if tensor.shape == (1,) else row
+
+
+def _rows(tensor: Tensor, max_rows: int) -> dict[str, Any]:
+    return {"type": "array", "minItems": 1, "maxItems": max_rows, "items": _row(tensor)}
+
+
+def _one_input(contract: ModelContract, max_rows: int) -> dict[str, Any]:
+    rows = _rows(contract.input, max_rows)
+    properties: dict[str, Any] = {
+        "instances": rows | {"description": "Rows of the model's input."},
+        "inputs": rows | {"description": "The same as instances (MLflow's name)."},
+    }
+    names = contract.feature_names
+    if names:
+        value = _value(contract.input)
+        named = {"type": "object", "properties": {n: value for n in names}, "required": list(names)}
+        properties["instances"] = properties["instances"] | {
+            "items": {"anyOf": [_row(contract.input), named]}
+        }
+        properties["dataframe_records"] = rows | {
+            "items": named,
+            "description": "Rows keyed by feature name.",
+        }
+        properties["dataframe_split"] = _split(names, rows)
+    return properties
+
+
+def _named_inputs(contract: ModelContract, max_rows: int) -> dict[str, Any]:
+    names = [t.name for t in contract.inputs]
+
+    def each(schema: Any) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {t.name: schema(t) for t in contract.inputs},
+            "required": names,
+            "additionalProperties": False,
+        }
+
+    properties: dict[str, Any] = {
+        "inputs": each(lambda t: _rows(t, max_rows)) | {"description": "Each input's rows, by its name."},
+        "instances": {"type": "array", "minItems": 1, "maxItems": max_rows, "items": each(_row)}
+        | {"description": "Rows, each an object of every input's value."},
+    }
+    if contract.scalar_columns:
+        records = {"type": "array", "minItems": 1, "maxItems": max_rows, "items": each(_value)}
+        properties["dataframe_records"] = records | {"description": "Rows keyed by input name."}
+        row = {"type": "array", "items": {"anyOf": [_value(t) for t in contract.inputs]}}
+        properties["dataframe_split"] = _split(names, {"type": "array", "maxItems": max_rows, "items": row})
+    return properties
+
+
+def _split(names: Sequence[str], rows: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "columns": {"type": "array", "items": {"type": "string", "enum": list(names)}},
+            "data": rows,
+        },
+        "required": ["data"],
+        "description": "Columns and rows, as pandas' split orient.",
     }

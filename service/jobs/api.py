@@ -84,7 +84,7 @@ def jobs_app(
     ) -> JSONResponse:
         """Queue a prediction job over the rows; answers at once with its id (202). The same
         Idempotency-Key with the same rows returns the same job."""
-        rows = body.instances  # type: ignore[attr-defined]
+        rows = body.rows  # type: ignore[attr-defined]
         job = _backend(request).submitter.submit(rows, idempotency_key, owner=caller(request.scope))
         url = request.url_for("get_job", job_id=job.id).path
         return JSONResponse({"id": job.id, "status": job.status, "url": url}, 202, headers={"Location": url})

@@ -39,6 +39,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError, WriteError
 from pymongo.write_concern import WriteConcern
 
+from service.models.contract import STRING, Rows, rows_in
 from service.settings import JobSettings
 
 STATES = ("queued", "running", "succeeded", "failed")
@@ -83,7 +84,7 @@ class Job:
 class Submission:
     """A job to create: its rows (checked already), optional idempotency key, and the owner (see `create`)."""
 
-    rows: np.ndarray
+    rows: Rows  # by input name
     idempotency_key: str | None = None
     owner: str = ""
 
@@ -92,7 +93,7 @@ class Submission:
 class ClaimedJob:
     id: str
     claim: str  # the claim token: results are written only while the claim is still this one
-    rows: np.ndarray
+    rows: Rows  # by input name ("" for a job stored before inputs were named: the model's only input)
     attempts: int  # prediction attempts, this one included; a lost lease gives its attempt back
     created_at: dt.datetime
     lease_losses: int = 0  # leases of this job that ran out in a worker's hands
@@ -116,10 +117,18 @@ def job_id_for(idempotency_key: str | None, owner: str = "") -> str:
     return hashlib.sha256(framed).hexdigest()[:32]
 
 
-def payload_digest(rows: np.ndarray) -> str:
-    """What identifies a submission's rows: their values, dtype and shape."""
-    rows = np.ascontiguousarray(rows)
-    return hashlib.sha256(f"{rows.dtype.str}{rows.shape}".encode() + rows.tobytes()).hexdigest()
+def payload_digest(rows: Rows) -> str:
+    """What identifies a submission's rows: each input's name, values, dtype and shape."""
+    digest = hashlib.sha256()
+    for name in sorted(rows):
+        values = rows[name]
+        digest.update(f"{name}\0{values.dtype.str}{values.shape}\0".encode())
+        digest.update(
+            repr(values.tolist()).encode()
+            if values.dtype == STRING
+            else np.ascontiguousarray(values).tobytes()
+        )
+    return digest.hexdigest()
 
 
 def is_job_id(text: str) -> bool:
@@ -157,7 +166,7 @@ class JobStore:
             self._jobs.create_index([("status", 1), ("created_at", 1)])
             self._jobs.create_index("finished_at", expireAfterSeconds=self._settings.retention_s)
 
-    def create(self, rows: np.ndarray, idempotency_key: str | None = None, owner: str = "") -> Job:
+    def create(self, rows: Rows, idempotency_key: str | None = None, owner: str = "") -> Job:
         """`owner`: the API key name that submits the job ("" without keys); only it can see the job."""
         outcome = self.create_many([Submission(rows, idempotency_key, owner)])[0]
         if isinstance(outcome, Exception):
@@ -185,7 +194,7 @@ class JobStore:
             existing = self._existing([documents[index]["_id"] for index in failed])
         outcomes: list[Job | Exception] = []
         for index, (submission, document) in enumerate(zip(submissions, documents, strict=True)):
-            n_rows = len(submission.rows)
+            n_rows = rows_in(submission.rows)
             if index not in failed:
                 outcomes.append(Job(document["_id"], "queued", n_rows, created=True))
                 continue
@@ -367,13 +376,44 @@ def _claimed(document: dict[str, Any]) -> ClaimedJob:
     return ClaimedJob(
         id=document["_id"],
         claim=document["claim"],
-        rows=np.frombuffer(document["inputs"], dtype=document.get("dtype", "<f4")).reshape(
-            document["n_rows"], *document.get("row_shape", (-1,))
-        ),
+        rows=decode_rows(document),
         attempts=document["attempts"],
         created_at=document["created_at"],
         lease_losses=document.get("lease_losses", 0),
     )
+
+
+def encode_rows(rows: Rows) -> dict[str, dict[str, Any]]:
+    """Each input's rows for the store: numbers as raw little-endian bytes of their dtype (a 10,000-row job of 64
+    float32 values is 2.5 MB instead of about 8 MB of BSON arrays), strings as a flat list."""
+    stored = {}
+    for name, values in rows.items():
+        entry: dict[str, Any] = {"shape": list(values.shape[1:])}
+        if values.dtype == STRING:
+            entry["strings"] = values.ravel().tolist()
+        else:
+            little = values.dtype.newbyteorder("<")
+            entry |= {
+                "bytes": Binary(np.ascontiguousarray(values, dtype=little).tobytes()),
+                "dtype": little.str,
+            }
+        stored[name] = entry
+    return stored
+
+
+def decode_rows(document: dict[str, Any]) -> Rows:
+    n_rows, inputs = document["n_rows"], document["inputs"]
+    if isinstance(inputs, bytes):  # stored before inputs were named: the model's only input
+        values = np.frombuffer(inputs, dtype=document.get("dtype", "<f4"))
+        return {"": values.reshape(n_rows, *document.get("row_shape", (-1,)))}
+    rows = {}
+    for name, entry in inputs.items():
+        if "strings" in entry:
+            values = np.array(entry["strings"], dtype=STRING)
+        else:
+            values = np.frombuffer(entry["bytes"], dtype=entry["dtype"])
+        rows[name] = values.reshape(n_rows, *entry["shape"])
+    return rows
 
 
 def _document(submission: Submission) -> dict[str, Any]:
@@ -382,12 +422,8 @@ def _document(submission: Submission) -> dict[str, Any]:
         "_id": job_id_for(submission.idempotency_key, submission.owner),
         "owner": submission.owner,
         "status": "queued",
-        "n_rows": len(rows),
-        # Raw bytes of the model's dtype (little-endian): a 10,000-row job of 64 float32 values is 2.5 MB
-        # instead of about 8 MB of BSON arrays.
-        "inputs": Binary(np.ascontiguousarray(rows, dtype=rows.dtype.newbyteorder("<")).tobytes()),
-        "dtype": rows.dtype.newbyteorder("<").str,
-        "row_shape": list(rows.shape[1:]),
+        "n_rows": rows_in(rows),
+        "inputs": encode_rows(rows),
         "attempts": 0,
         "lease_losses": 0,
         "published": False,

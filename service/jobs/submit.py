@@ -22,11 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-import numpy as np
-
 from service.jobs.metrics import submit_group_sizes
 from service.jobs.queue import BrokerUnavailable, GroupPublishers, JobMessage
 from service.jobs.store import Job, JobStore, StoreUnavailable, Submission, connect_store
+from service.models.contract import Rows
 from service.settings import JobSettings
 
 log = logging.getLogger(__name__)
@@ -175,8 +174,8 @@ class JobSubmitter:
         self._marks = PublishedMarks(store, mark_interval_s)
         self._groups: Groups[Submission, Job] = Groups(self._commit, max_group, max_wait_s, on_group)
 
-    def submit(self, rows: np.ndarray, idempotency_key: str | None = None, owner: str = "") -> Job:
-        """`rows`: checked already (service.requests, by the job API's body model). Raises StoreUnavailable when
+    def submit(self, rows: Rows, idempotency_key: str | None = None, owner: str = "") -> Job:
+        """`rows`: by input name, checked already (service.http.rows, by the job API's body model). Raises StoreUnavailable when
         the store is down, IdempotencyConflict when the key names one of the owner's jobs with other rows."""
         outcome = self._groups.submit(Submission(rows, idempotency_key, owner))
         if isinstance(outcome, Exception):

@@ -19,7 +19,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError
@@ -37,7 +36,7 @@ from service.jobs.queue import (
     quiet_broker_client,
 )
 from service.jobs.store import ClaimedJob, JobStore, Outcome, StoreUnavailable
-from service.models.contract import ContractError, show_shape
+from service.models.contract import Outputs, Rows, conform_rows, join_rows, rows_in, split_outputs
 from service.models.quiet import quiet
 from service.models.source import Model as Predictor
 from service.models.source import ModelSource
@@ -172,7 +171,7 @@ class Worker:
             return [], []
         contract = model.contract
         try:
-            outputs = self._checked_predict(np.concatenate([job.rows for job in claimed]), model)
+            outputs = self._checked_predict(join_rows([job.rows for job in claimed]), model)
         except Exception as exc:
             if len(claimed) == 1:
                 return [], [Failure(claimed[0], f"{type(exc).__name__}: {exc}")]
@@ -184,22 +183,17 @@ class Worker:
                 outcomes += done
                 failures += failed
             return outcomes, failures
-        splits = np.cumsum([len(job.rows) for job in claimed])[:-1]
+        parts = split_outputs(outputs, [rows_in(job.rows) for job in claimed])
         return [
             Outcome(job, contract.answer(part))  # what /predict answers for the same rows
-            for job, part in zip(claimed, np.split(outputs, splits), strict=True)
+            for job, part in zip(claimed, parts, strict=True)
         ], []
 
     @staticmethod
-    def _checked_predict(rows: np.ndarray, model: Predictor) -> np.ndarray:
-        """The outputs, or ContractError (rows of another shape than the model's, answers that break it)."""
+    def _checked_predict(rows: Rows, model: Predictor) -> Outputs:
+        """The outputs, or ContractError (rows of other inputs than the model's, answers that break it)."""
         contract = model.contract
-        if rows.shape[1:] != contract.input.shape:
-            raise ContractError(
-                f"the job's rows have shape {show_shape(rows.shape[1:])}; the model takes "
-                f"{show_shape(contract.input.shape)}"
-            )
-        return contract.check_outputs(model.predict(rows.astype(contract.input.dtype, copy=False)), len(rows))
+        return contract.check_outputs(model.predict(conform_rows(contract, rows)), rows_in(rows))
 
     def _give_back(self, failure: Failure) -> None:
         """Retry later with a doubled delay, or fail for good into the dead-letter queue."""
@@ -209,7 +203,7 @@ class Worker:
             return
         if self._store.retry(job, failure.error):
             delay_ms = int(1000 * settings.retry_delay_s * 2 ** (job.attempts - 1))
-            message = JobMessage(job.id, len(job.rows)).encode()
+            message = JobMessage(job.id, rows_in(job.rows)).encode()
             self._publisher.publish(settings.retry_queue, message, expiration_ms=delay_ms)
 
     def _dead_letter(self, failure: Failure, lease_lost: bool = False) -> None:
@@ -221,7 +215,7 @@ class Worker:
                 "attempts": job.attempts,
                 "lease_losses": job.lease_losses + lease_lost,
             }
-            message = JobMessage(job.id, len(job.rows)).encode()
+            message = JobMessage(job.id, rows_in(job.rows)).encode()
             self._publisher.publish(self._settings.dead_letter_queue, message, headers=headers)
             self._metrics.done("failed", job.created_at)
 

@@ -1,16 +1,24 @@
-"""A model's contract: what one row it takes is, what it answers, and what kind of model it is.
+"""A model's contract: the named tensors it takes and the named tensors it answers, and what each answer means.
 
 Written by the training notebook beside the model (`pipeline.notebook.log_model`: the MLflow signature, read off
-the Keras model itself, plus the task and optional class and feature names in the MLmodel file's metadata) and
-read back by everything downstream: the pipeline's check before registering, the gate, the service's request
-validation and answers, the job worker. Nothing here knows any particular model.
+the Keras model itself, plus each output's task and names in the MLmodel file's metadata) and read back by
+everything downstream: the pipeline's check before registering, the gate, the service's request validation and
+answers, the job worker. Nothing here knows any particular model.
 
-    classification  output [-1, k] (k >= 2: softmax over k classes) or [-1, 1] (a sigmoid: the positive class)
-    regression      output [-1, k] or [-1]: k continuous values per row
+    inputs      named tensors, each numbers (int or float of a width) or strings, of a fixed shape per row
+    outputs     named tensors, each with a task:
+                  classification  [-1, k] softmax over k >= 2 classes, or [-1, 1] one sigmoid (class 1's probability)
+                  multilabel      [-1, k] k independent sigmoids: each class on at or above THRESHOLD
+                  regression      [-1] or [-1, k]: k values per row
+
+Rows travel as a dict of arrays keyed by input name, answers as a dict keyed by output name. A model of one input
+and one output keeps the simple request forms (`{"instances": rows}`) and answers (`{"predictions": ...}`).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,12 +28,17 @@ import numpy as np
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
 
-Task = Literal["classification", "regression"]
-TASKS: tuple[Task, ...] = ("classification", "regression")
-METADATA_KEY = "nbship"  # the MLmodel metadata entry holding the task, class names and feature names
+Task = Literal["classification", "multilabel", "regression"]
+TASKS: tuple[Task, ...] = ("classification", "multilabel", "regression")
+METADATA_KEY = "nbship"  # the MLmodel metadata entry holding the outputs' tasks and names, the feature names
 NUMERIC_KINDS = "iuf"
+STRING = np.dtype(object)  # string tensors, as MLflow's signature stores them (`"dtype": "object"`)
 NUMERIC_COLUMN_TYPES = {"double": np.float64, "float": np.float32, "long": np.int64, "integer": np.int32}
 PROBABILITY_TOLERANCE = 1e-3
+DEFAULT_THRESHOLD = 0.5
+
+Rows = dict[str, np.ndarray]  # a batch of rows: input name -> [n, *shape]
+Outputs = dict[str, np.ndarray]  # a batch of answers: output name -> [n, *shape]
 
 
 class ContractError(ValueError):
@@ -40,153 +53,316 @@ def show_shape(shape: tuple[int, ...]) -> str:
 @dataclass(frozen=True)
 class Tensor:
     shape: tuple[int, ...]  # per row: without the batch dimension
-    dtype: np.dtype
-    name: str | None = None
+    dtype: np.dtype  # a numeric dtype, or STRING
+    name: str = ""
 
-    def __str__(self) -> str:
-        return f"{self.dtype.name} {show_shape(self.shape)}"
+    def __post_init__(self) -> None:
+        if self.dtype.kind not in NUMERIC_KINDS and self.dtype != STRING:
+            raise ContractError(f"tensor {self.name!r}: {self.dtype} is neither numbers nor strings")
+        if any(d < 1 for d in self.shape):
+            raise ContractError(
+                f"tensor {self.name!r} of shape {show_shape(self.shape)} has unknown dimensions besides the batch; "
+                "nbship serves fixed shapes"
+            )
+
+    @property
+    def strings(self) -> bool:
+        return self.dtype == STRING
+
+    @property
+    def dtype_name(self) -> str:
+        return "string" if self.strings else self.dtype.name
 
     @property
     def width(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
+    def __str__(self) -> str:
+        return f"{self.dtype_name} {show_shape(self.shape)}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype_name, "shape": [-1, *self.shape]}
+
 
 @dataclass(frozen=True)
-class ModelContract:
+class Output:
+    """One named output and what its values mean."""
+
+    tensor: Tensor
     task: Task
-    input: Tensor
-    output: Tensor
-    class_names: tuple[str, ...] | None = None
-    feature_names: tuple[str, ...] | None = None
-    columns: bool = (
-        False  # a column-based signature (a pyfunc of a DataFrame model): feature names are columns
-    )
+    class_names: tuple[str, ...] | None = None  # classification and multilabel
+    value_names: tuple[str, ...] | None = None  # regression: a name for each of its values
+    threshold: float = DEFAULT_THRESHOLD  # multilabel: a class is on at or above it
 
     def __post_init__(self) -> None:
+        tensor, where = self.tensor, f"output {self.tensor.name!r}"
         if self.task not in TASKS:
-            raise ContractError(f"task {self.task!r}: expected one of {', '.join(TASKS)}")
-        if self.input.dtype.kind not in NUMERIC_KINDS:
-            raise ContractError(
-                f"the model takes {self.input.dtype.name} input; nbship serves numeric tensors only "
-                "(a string input such as a TextVectorization layer is not supported)"
-            )
-        if self.output.dtype.kind not in NUMERIC_KINDS:
-            raise ContractError(f"the model answers {self.output.dtype.name}; nbship needs numeric outputs")
-        if any(d < 1 for d in self.input.shape) or not self.input.shape:
-            raise ContractError(
-                f"the model's input {show_shape(self.input.shape)} has no fixed shape per row; "
-                "nbship serves a fixed-rank tensor with every dimension but the batch known"
-            )
-        if any(d < 1 for d in self.output.shape) or len(self.output.shape) > 1:
-            raise ContractError(
-                f"the model's output {show_shape(self.output.shape)} is not one value or one vector per row"
-            )
-        if self.task == "classification":
-            if self.output.shape == ():
-                raise ContractError("a classifier must answer [-1, k] probabilities or one [-1, 1] sigmoid")
-            if self.class_names is not None and len(self.class_names) != self.n_classes:
+            raise ContractError(f"{where}: task {self.task!r}, expected one of {', '.join(TASKS)}")
+        if tensor.strings:
+            raise ContractError(f"{where} answers strings; nbship needs numeric outputs")
+        if len(tensor.shape) > 1:
+            raise ContractError(f"{where} {show_shape(tensor.shape)} is not one value or one vector per row")
+        if self.task != "regression" and tensor.shape == ():
+            raise ContractError(f"{where}: a {self.task} output answers [-1, k] probabilities")
+        if self.task == "multilabel" and not 0 < self.threshold < 1:
+            raise ContractError(f"{where}: the threshold must be in (0, 1), got {self.threshold}")
+        if self.class_names is not None:
+            if self.task == "regression":
+                raise ContractError(f"{where}: class names are for classifiers; this output is a regression")
+            if len(self.class_names) != self.n_classes:
                 raise ContractError(
-                    f"{len(self.class_names)} class names for a model with {self.n_classes} classes"
+                    f"{where}: {len(self.class_names)} class names for {self.n_classes} classes"
                 )
-        elif self.class_names is not None:
-            raise ContractError("class names are for classifiers; this model is a regressor")
-        if self.feature_names is not None:
-            if len(self.input.shape) != 1 or len(self.feature_names) != self.input.shape[0]:
+            _unique(self.class_names, f"{where}: class names")
+        if self.value_names is not None:
+            if self.task != "regression":
                 raise ContractError(
-                    f"{len(self.feature_names)} feature names for input {show_shape(self.input.shape)}: "
-                    "name each value of a flat row, in order"
+                    f"{where}: value names are for regressions; use class names for a {self.task}"
                 )
-            if len(set(self.feature_names)) != len(self.feature_names):
-                raise ContractError("feature names must be unique")
+            if len(self.value_names) != max(1, tensor.width):
+                raise ContractError(
+                    f"{where}: {len(self.value_names)} value names for {max(1, tensor.width)} values"
+                )
+            _unique(self.value_names, f"{where}: value names")
 
-    # --- what the model is ---
+    @property
+    def name(self) -> str:
+        return self.tensor.name
 
     @property
     def binary(self) -> bool:
-        """One sigmoid output: the probability of the positive class (class 1)."""
-        return self.task == "classification" and self.output.shape == (1,)
+        """One sigmoid: the probability of the positive class (class 1)."""
+        return self.task == "classification" and self.tensor.shape == (1,)
 
     @property
     def n_classes(self) -> int | None:
-        if self.task != "classification":
+        if self.task == "regression":
             return None
-        return 2 if self.binary else self.output.shape[0]
+        return 2 if self.binary else self.tensor.shape[0]
 
-    def differs_from(self, other: ModelContract) -> str | None:
-        """Why a request or answer valid for `other` would not be for this model, or None when they match."""
-        if self.task != other.task:
-            return f"a {self.task} model against a {other.task} model"
-        if (self.input.shape, self.input.dtype) != (other.input.shape, other.input.dtype):
-            return f"input {self.input} against {other.input}"
-        if self.output.shape != other.output.shape:
-            return f"output {show_shape(self.output.shape)} against {show_shape(other.output.shape)}"
-        if self.feature_names != other.feature_names:
-            return "other feature names"
-        if self.class_names != other.class_names:
-            return "other class names"
+    def differs_from(self, other: Output, named: bool = True) -> str | None:
+        if (self.name if named else "", self.task) != (other.name if named else "", other.task):
+            return f"output {self.name!r} ({self.task}) against {other.name!r} ({other.task})"
+        if self.tensor.shape != other.tensor.shape:
+            return f"output {self.name!r} {show_shape(self.tensor.shape)} against {show_shape(other.tensor.shape)}"
+        if (self.class_names, self.value_names) != (other.class_names, other.value_names):
+            return f"output {self.name!r}: other class or value names"
+        if self.threshold != other.threshold:
+            return f"output {self.name!r}: threshold {self.threshold} against {other.threshold}"
         return None
 
-    def __str__(self) -> str:
-        return f"{self.task}: {self.input} -> {self.output}"
-
-    # --- the model's answers ---
-
-    def check_outputs(self, outputs: Any, n_rows: int) -> np.ndarray:
-        """The outputs for `n_rows` rows as an array, or ContractError saying how they break the contract."""
-        outputs = np.asarray(outputs)
-        expected = (n_rows, *self.output.shape)
-        if outputs.shape != expected:
+    def check(self, values: Any, n_rows: int) -> np.ndarray:
+        """The output's values for `n_rows` rows as an array, or ContractError saying how they break the contract."""
+        values = np.asarray(values)
+        where = f"output {self.name!r}"
+        expected = (n_rows, *self.tensor.shape)
+        if values.shape != expected:
             raise ContractError(
-                f"the model answered shape {list(outputs.shape)} for {n_rows} rows; its signature says "
-                f"{show_shape(self.output.shape)} (that is {list(expected)})"
+                f"the model answered {where} of shape {list(values.shape)} for {n_rows} rows; its signature says "
+                f"{show_shape(self.tensor.shape)} (that is {list(expected)})"
             )
-        if outputs.dtype.kind not in NUMERIC_KINDS or not np.isfinite(outputs).all():
-            raise ContractError("the model answered values that are not finite numbers")
-        if self.task == "classification":
-            if (
-                outputs.min(initial=0) < -PROBABILITY_TOLERANCE
-                or outputs.max(initial=0) > 1 + PROBABILITY_TOLERANCE
-            ):
-                raise ContractError(
-                    "a classifier must answer probabilities in [0, 1] (softmax or sigmoid), got values in "
-                    f"[{outputs.min():.3g}, {outputs.max():.3g}]"
-                )
-            if not self.binary and n_rows and not np.allclose(outputs.sum(axis=1), 1, atol=1e-2):
-                raise ContractError(
-                    f"a classifier's {self.output.shape[0]} outputs must sum to 1 per row (softmax); "
-                    "end the model with a softmax, or declare task='regression'"
-                )
-        return outputs
-
-    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
-        """Class probabilities [n, n_classes] (a sigmoid's p becomes [1 - p, p])."""
-        outputs = np.asarray(outputs, dtype=np.float64)
-        return np.concatenate([1 - outputs, outputs], axis=1) if self.binary else outputs
-
-    def labels(self, outputs: np.ndarray) -> np.ndarray:
-        return self.probabilities(outputs).argmax(axis=1)
-
-    def answer(self, outputs: np.ndarray) -> dict[str, list[Any]]:
-        """The answer for each row, as /predict and job results give it (columnar: row i is entry i of each)."""
+        if values.dtype.kind not in NUMERIC_KINDS or not np.isfinite(values).all():
+            raise ContractError(f"the model answered values that are not finite numbers for {where}")
         if self.task == "regression":
-            values = np.asarray(outputs, dtype=np.float64)
-            if self.output.shape == (1,):
-                values = values[:, 0]
-            return {"predictions": values.tolist()}
-        probabilities = self.probabilities(outputs)
-        labels = probabilities.argmax(axis=1)
-        answer: dict[str, list[Any]] = {"predictions": labels.tolist()}
-        if self.class_names is not None:
-            answer["classes"] = [self.class_names[i] for i in labels]
+            return values
+        low, high = values.min(initial=0), values.max(initial=0)
+        if low < -PROBABILITY_TOLERANCE or high > 1 + PROBABILITY_TOLERANCE:
+            raise ContractError(
+                f"{where}: a {self.task} output answers probabilities in [0, 1] (softmax or sigmoids), got values "
+                f"in [{low:.3g}, {high:.3g}]"
+            )
+        if (
+            self.task == "classification"
+            and not self.binary
+            and n_rows
+            and not np.allclose(values.sum(axis=1), 1, atol=1e-2)
+        ):
+            raise ContractError(
+                f"{where}: a classifier's {self.tensor.shape[0]} outputs must sum to 1 per row (softmax); end the "
+                "model with a softmax, declare task='multilabel' for independent sigmoids, or 'regression'"
+            )
+        return values
+
+    def probabilities(self, values: np.ndarray) -> np.ndarray:
+        """Class probabilities [n, n_classes] (a sigmoid's p becomes [1 - p, p])."""
+        values = np.asarray(values, dtype=np.float64)
+        return np.concatenate([1 - values, values], axis=1) if self.binary else values
+
+    def labels(self, values: np.ndarray) -> np.ndarray:
+        """Classification: the class of each row [n]; multilabel: whether each class is on [n, k]."""
+        if self.task == "multilabel":
+            return np.asarray(values) >= self.threshold
+        return self.probabilities(values).argmax(axis=1)
+
+    def answer(self, values: np.ndarray) -> dict[str, list[Any]]:
+        """This output's answer for each row (columnar: row i is entry i of each list)."""
+        if self.task == "regression":
+            numbers = np.asarray(values, dtype=np.float64)
+            return {"predictions": (numbers[:, 0] if self.tensor.shape == (1,) else numbers).tolist()}
+        probabilities = self.probabilities(values)
+        answer: dict[str, list[Any]]
+        if self.task == "multilabel":
+            on = [np.flatnonzero(row).tolist() for row in self.labels(values)]
+            answer = {"predictions": on}
+            if self.class_names is not None:
+                answer["classes"] = [[self.class_names[i] for i in row] for row in on]
+        else:
+            labels = probabilities.argmax(axis=1)
+            answer = {"predictions": labels.tolist()}
+            if self.class_names is not None:
+                answer["classes"] = [self.class_names[i] for i in labels]
         answer["probabilities"] = probabilities.tolist()
         return answer
-
-    # --- stored beside the model ---
 
     def metadata(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"task": self.task}
         if self.class_names is not None:
             entry["class_names"] = list(self.class_names)
+        if self.value_names is not None:
+            entry["value_names"] = list(self.value_names)
+        if self.task == "multilabel":
+            entry["threshold"] = self.threshold
+        return entry
+
+    def describe(self) -> dict[str, Any]:
+        return self.tensor.describe() | self.metadata()
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Output, ...]
+    feature_names: tuple[str, ...] | None = None  # the one flat input's values, named in order
+    columns: bool = (
+        False  # a column-based signature (a pyfunc of a DataFrame model): feature names are columns
+    )
+
+    def __post_init__(self) -> None:
+        if not self.inputs or not self.outputs:
+            raise ContractError(
+                "a model takes at least one input tensor and answers at least one output tensor"
+            )
+        for kind, tensors in (("input", self.inputs), ("output", [o.tensor for o in self.outputs])):
+            names = [t.name for t in tensors]
+            if len(tensors) > 1 and not all(names):
+                raise ContractError(
+                    f"a model of several {kind}s must name each of them: name= on each keras.Input"
+                )
+            _unique(names, f"{kind} names")
+        if self.feature_names is not None:
+            shape = self.inputs[0].shape
+            if len(self.inputs) != 1 or len(shape) != 1 or len(self.feature_names) != shape[0]:
+                raise ContractError(
+                    f"{len(self.feature_names)} feature names for input {show_shape(shape)}: name each value of a "
+                    "model's one flat input, in order (several inputs are named by their own names)"
+                )
+            _unique(self.feature_names, "feature names")
+
+    @classmethod
+    def single(
+        cls,
+        task: Task,
+        input: Tensor,
+        output: Tensor,
+        class_names: Sequence[str] | None = None,
+        feature_names: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> ModelContract:
+        """The contract of a model of one input and one output."""
+        named = Output(output, task, tuple(class_names) if class_names is not None else None, **kwargs)
+        return cls((input,), (named,), tuple(feature_names) if feature_names is not None else None)
+
+    # --- what the model is ---
+
+    @property
+    def single_input(self) -> bool:
+        return len(self.inputs) == 1
+
+    @property
+    def single_output(self) -> bool:
+        return len(self.outputs) == 1
+
+    @property
+    def input(self) -> Tensor:
+        """The first input (the only one of a single-input model)."""
+        return self.inputs[0]
+
+    @property
+    def output(self) -> Output:
+        """The first output (the only one of a single-output model): its task sets the default gate metric."""
+        return self.outputs[0]
+
+    @property
+    def task(self) -> Task:
+        return self.output.task
+
+    @property
+    def scalar_columns(self) -> bool:
+        """Every input one value per row: the model takes a table's rows (dataframe_records, dataframe_split)."""
+        return not self.single_input and all(t.shape in ((), (1,)) for t in self.inputs)
+
+    def differs_from(self, other: ModelContract) -> str | None:
+        """Why a request or answer valid for `other` would not be for this model, or None when they match. The
+        name of a model's only input or only output is not part of its requests and answers (`instances`,
+        `predictions`): versions that differ by it alone match."""
+        named = not (self.single_input and other.single_input)
+        ours, theirs = (
+            [(t.name if named else "", t.shape, t.dtype) for t in c.inputs] for c in (self, other)
+        )
+        if ours != theirs:
+            return f"inputs {_show(self.inputs)} against {_show(other.inputs)}"
+        named = not (self.single_output and other.single_output)
+        if named and [o.name for o in self.outputs] != [o.name for o in other.outputs]:
+            return f"outputs {[o.name for o in self.outputs]} against {[o.name for o in other.outputs]}"
+        for mine, yours in zip(self.outputs, other.outputs, strict=True):
+            if differs := mine.differs_from(yours, named):
+                return differs
+        if self.feature_names != other.feature_names:
+            return "other feature names"
+        return None
+
+    def __str__(self) -> str:
+        outputs = ", ".join(f"{o.name or 'output'} ({o.task}) {o.tensor}" for o in self.outputs)
+        return f"{_show(self.inputs)} -> {outputs}"
+
+    # --- the model's answers ---
+
+    def named_outputs(self, answered: Any) -> Outputs:
+        """What a model answered (a dict by name, a list in the outputs' order, or one array) as a dict by name."""
+        names = [o.name for o in self.outputs]
+        if isinstance(answered, Mapping):
+            missing = [name for name in names if name not in answered]
+            if missing:
+                raise ContractError(
+                    f"the model answered no output {missing[0]!r}; it answered {sorted(answered)}"
+                )
+            return {name: answered[name] for name in names}
+        if isinstance(answered, (list, tuple)):
+            if len(answered) != len(names):
+                raise ContractError(
+                    f"the model answered {len(answered)} outputs; its signature says {len(names)}"
+                )
+            return dict(zip(names, answered, strict=True))
+        if len(names) != 1:
+            raise ContractError(f"the model answered one output; its signature says {len(names)}")
+        return {names[0]: answered}
+
+    def check_outputs(self, answered: Any, n_rows: int) -> Outputs:
+        """Every output for `n_rows` rows as arrays, or ContractError saying how they break the contract."""
+        named = self.named_outputs(answered)
+        return {output.name: output.check(named[output.name], n_rows) for output in self.outputs}
+
+    def answer(self, outputs: Outputs) -> dict[str, Any]:
+        """The answer for each row, as /predict and job results give it: one output's answer, or each output's
+        under `outputs` by name."""
+        if self.single_output:
+            return self.output.answer(outputs[self.output.name])
+        return {"outputs": {output.name: output.answer(outputs[output.name]) for output in self.outputs}}
+
+    # --- stored beside the model ---
+
+    def metadata(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"outputs": {output.name: output.metadata() for output in self.outputs}}
         if self.feature_names is not None:
             entry["feature_names"] = list(self.feature_names)
         return {METADATA_KEY: entry}
@@ -195,25 +371,79 @@ class ModelContract:
         from mlflow.models.signature import ModelSignature
         from mlflow.types import Schema, TensorSpec
 
-        def spec(tensor: Tensor, default: str) -> TensorSpec:
-            return TensorSpec(tensor.dtype, (-1, *tensor.shape), name=tensor.name or default)
+        def spec(tensor: Tensor) -> TensorSpec:
+            return TensorSpec(tensor.dtype, (-1, *tensor.shape), name=tensor.name)
 
         return ModelSignature(
-            inputs=Schema([spec(self.input, "inputs")]), outputs=Schema([spec(self.output, "outputs")])
+            inputs=Schema([spec(t) for t in self.inputs]),
+            outputs=Schema([spec(o.tensor) for o in self.outputs]),
         )
 
     def describe(self) -> dict[str, Any]:
         """For GET /model."""
         described: dict[str, Any] = {
-            "task": self.task,
-            "input": {"dtype": self.input.dtype.name, "shape": [-1, *self.input.shape]},
-            "output": {"dtype": self.output.dtype.name, "shape": [-1, *self.output.shape]},
+            "inputs": [tensor.describe() for tensor in self.inputs],
+            "outputs": [output.describe() for output in self.outputs],
         }
-        if self.class_names is not None:
-            described["class_names"] = list(self.class_names)
         if self.feature_names is not None:
             described["feature_names"] = list(self.feature_names)
         return described
+
+
+def rows_in(rows: Rows) -> int:
+    """How many rows a batch holds (every input has as many)."""
+    return len(next(iter(rows.values())))
+
+
+def join_rows(batches: Sequence[Rows]) -> Rows:
+    """Several requests' or jobs' rows as one batch, input by input (in the order given)."""
+    if len(batches) == 1:
+        return batches[0]
+    return {name: np.concatenate([rows[name] for rows in batches]) for name in batches[0]}
+
+
+def split_outputs(outputs: Outputs, counts: Sequence[int]) -> list[Outputs]:
+    """A batch's outputs cut back into each request's or job's, by their row counts."""
+    if len(counts) == 1:
+        return [outputs]
+    ends = np.cumsum(counts)[:-1]
+    parts = {name: np.split(values, ends) for name, values in outputs.items()}
+    return [{name: parts[name][i] for name in outputs} for i in range(len(counts))]
+
+
+def conform_rows(contract: ModelContract, rows: Rows) -> Rows:
+    """Rows stored or sent elsewhere, checked against the contract of the model about to answer them (a job
+    waits in the store while versions change): each input by name (rows of a model's only input may come
+    unnamed, under ""), of its shape, cast to its dtype; ContractError otherwise."""
+    if set(rows) == {""} and contract.single_input:
+        rows = {contract.input.name: rows[""]}
+    if set(rows) != {t.name for t in contract.inputs}:
+        raise ContractError(
+            f"the rows hold inputs {sorted(rows)}; the model takes {[t.name for t in contract.inputs]}"
+        )
+    conformed = {}
+    for tensor in contract.inputs:
+        values = rows[tensor.name]
+        if values.shape[1:] != tensor.shape:
+            raise ContractError(
+                f"input {tensor.name!r}: rows of shape {show_shape(values.shape[1:])}; the model takes "
+                f"{show_shape(tensor.shape)}"
+            )
+        if tensor.strings != (values.dtype == STRING):
+            raise ContractError(
+                f"input {tensor.name!r}: {values.dtype} rows; the model takes {tensor.dtype_name}"
+            )
+        conformed[tensor.name] = values if tensor.strings else values.astype(tensor.dtype, copy=False)
+    return conformed
+
+
+def _unique(names: Sequence[str], what: str) -> None:
+    if len(set(names)) != len(names):
+        raise ContractError(f"{what} must be unique")
+
+
+def _show(tensors: Sequence[Tensor]) -> str:
+    return ", ".join(f"{t.name or 'input'} {t}" for t in tensors)
 
 
 def read_contract(model_dir: Path) -> ModelContract:
@@ -234,31 +464,56 @@ def read_contract(model_dir: Path) -> ModelContract:
         if not types or any(name not in NUMERIC_COLUMN_TYPES for name in types):
             raise ContractError(f"the model's input columns {types} are not all numeric")
         dtype = np.dtype(np.result_type(*(NUMERIC_COLUMN_TYPES[name] for name in types)))
-        input_tensor = Tensor((len(types),), dtype)
+        tensors: tuple[Tensor, ...] = (Tensor((len(types),), dtype, "inputs"),)
         feature_names: tuple[str, ...] | None = tuple(str(name) for name in inputs.input_names())
     else:
-        if len(inputs.inputs) != 1:
-            raise ContractError(f"the model takes {len(inputs.inputs)} tensors; nbship serves models of one")
-        spec = inputs.inputs[0]
-        input_tensor = Tensor(tuple(int(d) for d in spec.shape[1:]), np.dtype(spec.type), spec.name)
-        if spec.shape[:1] != (-1,):
-            raise ContractError(f"the model's input shape {list(spec.shape)} has no batch dimension first")
+        tensors = _canonical(tuple(_tensor(spec, "inputs") for spec in inputs.inputs), "inputs")
         feature_names = tuple(entry["feature_names"]) if entry.get("feature_names") else None
-    output_tensor = _output_tensor(signature.outputs)
-    task = entry.get("task") or _guess_task(output_tensor)
-    class_names = tuple(entry["class_names"]) if entry.get("class_names") else None
-    return ModelContract(task, input_tensor, output_tensor, class_names, feature_names, columns)
+    return ModelContract(tensors, _outputs(signature.outputs, entry), feature_names, columns)
 
 
-def _output_tensor(outputs: Any) -> Tensor:
+def _tensor(spec: Any, default_name: str) -> Tensor:
+    shape = tuple(int(d) for d in spec.shape)
+    if shape[:1] != (-1,):
+        raise ContractError(f"tensor {spec.name!r} of shape {list(shape)} has no batch dimension first")
+    dtype = np.dtype(spec.type)
+    return Tensor(shape[1:], STRING if dtype.kind in "OUS" else dtype, spec.name or default_name)
+
+
+# Names Keras makes up for an unnamed tensor, with a counter of the session: versions logged before nbship named
+# the one input and output read as `inputs` and `outputs`, so that they stay comparable with later ones.
+_GENERATED = re.compile(r"(keras_tensor|input_layer)(_\d+)?")
+
+
+def _canonical(tensors: tuple[Tensor, ...], name: str) -> tuple[Tensor, ...]:
+    if len(tensors) == 1 and _GENERATED.fullmatch(tensors[0].name):
+        return (Tensor(tensors[0].shape, tensors[0].dtype, name),)
+    return tensors
+
+
+def _outputs(outputs: Any, entry: dict[str, Any]) -> tuple[Output, ...]:
     if outputs is None or not outputs.inputs:
         raise ContractError("the model's signature has no outputs: log it with pipeline.notebook.log_model")
     if not outputs.is_tensor_spec():
-        return Tensor((len(outputs.inputs),), np.dtype(np.float64))
-    if len(outputs.inputs) != 1:
-        raise ContractError(f"the model answers {len(outputs.inputs)} tensors; nbship serves models of one")
-    spec = outputs.inputs[0]
-    return Tensor(tuple(int(d) for d in spec.shape[1:]), np.dtype(spec.type), spec.name)
+        tensors: tuple[Tensor, ...] = (Tensor((len(outputs.inputs),), np.dtype(np.float64), "outputs"),)
+    else:
+        tensors = _canonical(tuple(_tensor(spec, "outputs") for spec in outputs.inputs), "outputs")
+    described = entry.get("outputs")
+    if described is None:  # logged before outputs were named: one entry for the one output
+        described = {tensors[0].name: entry} if entry else {}
+    found = []
+    for tensor in tensors:
+        meta = described.get(tensor.name, {})
+        found.append(
+            Output(
+                tensor,
+                meta.get("task") or _guess_task(tensor),
+                tuple(meta["class_names"]) if meta.get("class_names") else None,
+                tuple(meta["value_names"]) if meta.get("value_names") else None,
+                float(meta.get("threshold", DEFAULT_THRESHOLD)),
+            )
+        )
+    return tuple(found)
 
 
 def _guess_task(output: Tensor) -> Task:

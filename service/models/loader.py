@@ -2,13 +2,15 @@
 
 Independent of BentoML: the API and the job worker load the packaged model's folder, and a follower of the
 registry's alias each new version's (service.models.source), all through `load_model_dir`; each gets the model's
-contract (service.models.contract), `predict(rows [n, *input shape]) -> outputs [n, *output shape]` and the name
-and version that answer. Keras `model.predict()`, which MLflow pyfunc calls, has a large fixed cost a call; a
+contract (service.models.contract), `predict(rows by input name) -> outputs by output name` and the name and
+version that answer. Keras `model.predict()`, which MLflow pyfunc calls, has a large fixed cost a call; a
 graph over the model does not (DESIGN.md, "Facts that shape the code").
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from service.models.contract import ModelContract, read_contract
+from service.models.contract import STRING, ContractError, ModelContract, Outputs, Rows, read_contract
 from service.models.quiet import quiet, quiet_keras
 
-Predict = Callable[[np.ndarray], np.ndarray]
+Predict = Callable[[Rows], Outputs]
+CODE_KEY = "code"  # a flavor's folder of Python modules the model needs (custom layers), as MLflow names it
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class LoadedModel:
     version: str
     flavor: str  # "keras" (graph fast path) or "pyfunc"
     contract: ModelContract
-    predict: Predict
+    predict: Predict  # rows by input name -> outputs by output name
 
 
 def configure_threads(intra_op: int, inter_op: int) -> None:
@@ -54,12 +57,46 @@ def load_model_dir(
     keras = flavors.get("keras")
     if keras is not None and keras.get("keras_backend", "tensorflow") == "tensorflow":
         configure_threads(intra_op_threads, inter_op_threads)
+        import_model_code(model_dir, keras)
         flavor, predict = "keras", _keras_predict(model_dir, contract)
+    elif any(tensor.strings for tensor in contract.inputs):
+        raise ContractError("string inputs are served by the Keras flavor's graph only")
     else:
         flavor, predict = "pyfunc", _pyfunc_predict(model_dir, contract)
     # Trace the graph before the first request, and refuse a model whose answers break its own contract.
-    contract.check_outputs(predict(np.zeros((1, *contract.input.shape), dtype=contract.input.dtype)), 1)
+    contract.check_outputs(predict(zero_rows(contract, 1)), 1)
     return LoadedModel(name=name, version=version, flavor=flavor, contract=contract, predict=predict)
+
+
+def zero_rows(contract: ModelContract, n: int) -> Rows:
+    """`n` rows of zeros (empty strings for string inputs), to trace and check a model before it serves."""
+    return {
+        t.name: np.full((n, *t.shape), "", dtype=STRING) if t.strings else np.zeros((n, *t.shape), t.dtype)
+        for t in contract.inputs
+    }
+
+
+def import_model_code(model_dir: Path, flavor: dict[str, Any]) -> None:
+    """Import the modules the model ships in its code folder (custom layers, losses, activations), so that their
+    classes are registered with Keras before it loads the model: Keras imports no module of ours by itself. A
+    module of the same name already imported (another version's, in a follower) is dropped first."""
+    if not flavor.get(CODE_KEY):
+        return
+    folder = (model_dir / flavor[CODE_KEY]).resolve()
+    sys.path.insert(
+        0, str(folder)
+    )  # first: this version's modules, even where another version's folder is too
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith((".", "__")) or not (
+            entry.suffix == ".py" or (entry / "__init__.py").is_file()
+        ):
+            continue
+        name = entry.stem if entry.suffix == ".py" else entry.name
+        for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[loaded]
+        module = importlib.import_module(name)
+        if not Path(str(module.__file__)).resolve().is_relative_to(folder):
+            raise ContractError(f"the model's module {name!r} is shadowed by {module.__file__}: rename it")
 
 
 def _keras_predict(model_dir: Path, contract: ModelContract) -> Predict:
@@ -67,18 +104,38 @@ def _keras_predict(model_dir: Path, contract: ModelContract) -> Predict:
     import tensorflow as tf
 
     quiet_keras()
-    model = mlflow.keras.load_model(str(model_dir))
-    # One graph for every batch size: the batch dimension stays unknown, so no retracing per size. Calling the
-    # concrete function skips tf.function's per-call dispatch (input binding, trace-cache lookup), a large part
-    # of a small batch's cost (docs/benchmarks/serve.md).
-    graph = tf.function(
-        lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec([None, *contract.input.shape], tf.as_dtype(contract.input.dtype))],
-    ).get_concrete_function()
-    dtype = contract.input.dtype
+    # Serving needs no compile: a loss or metric of the notebook's would only be one more thing to resolve.
+    model = mlflow.keras.load_model(str(model_dir), load_model_kwargs={"compile": False})
+    outputs = [output.name for output in contract.outputs]
+    spec = {
+        t.name: tf.TensorSpec([None, *t.shape], tf.string if t.strings else tf.as_dtype(t.dtype), name=t.name)
+        for t in contract.inputs
+    }
 
-    def predict(rows: np.ndarray) -> np.ndarray:
-        return _first_output(graph(tf.constant(np.asarray(rows, dtype=dtype)))).numpy()
+    def traced(with_dict: bool) -> Any:
+        """One graph for every batch size: the batch dimension stays unknown, so no retracing per size. Calling
+        the concrete function skips tf.function's per-call dispatch (input binding, trace-cache lookup), a large
+        part of a small batch's cost (docs/benchmarks/serve.md)."""
+
+        def serve(inputs: dict[str, Any]) -> dict[str, Any]:
+            answered = model(inputs if with_dict else inputs[contract.input.name], training=False)
+            return contract.named_outputs(answered)
+
+        return tf.function(serve, input_signature=[spec]).get_concrete_function()
+
+    # A model of one input is called with its tensor, unless it takes a dict (a dict-input functional model, or
+    # a subclassed one written for a dict): tracing tells.
+    try:
+        graph = traced(with_dict=not contract.single_input)
+    except (TypeError, ValueError, KeyError):
+        graph = traced(with_dict=True)
+    dtypes = {t.name: t.dtype for t in contract.inputs}
+
+    def predict(rows: Rows) -> Outputs:
+        answered = graph(
+            {name: tf.constant(np.asarray(rows[name], dtype=dtype)) for name, dtype in dtypes.items()}
+        )
+        return {name: answered[name].numpy() for name in outputs}
 
     return predict
 
@@ -87,25 +144,15 @@ def _pyfunc_predict(model_dir: Path, contract: ModelContract) -> Predict:
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(str(model_dir))
+    tensor = contract.input
     columns = list(contract.feature_names or ()) if contract.columns else None
 
-    def predict(rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=contract.input.dtype)
+    def predict(rows: Rows) -> Outputs:
+        values = np.asarray(rows[tensor.name], dtype=tensor.dtype)
         if columns is not None:
             import pandas as pd
 
-            output = model.predict(pd.DataFrame(rows, columns=columns))
-        else:
-            output = model.predict(rows)
-        return np.asarray(output)
+            return contract.named_outputs(np.asarray(model.predict(pd.DataFrame(values, columns=columns))))
+        return contract.named_outputs(model.predict(values if contract.single_input else dict(rows)))
 
     return predict
-
-
-def _first_output(output: Any) -> Any:
-    """A model with several outputs answers with its first one."""
-    if isinstance(output, dict):
-        return next(iter(output.values()))
-    if isinstance(output, (list, tuple)):
-        return output[0]
-    return output

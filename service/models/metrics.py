@@ -8,33 +8,90 @@ follower of the alias scores each new version in the API and the worker, whose i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
-from service.models.contract import ModelContract
+from service.models.contract import ModelContract, Output, Outputs
 
-# Every metric a run can log, and whether higher is better: the gate's direction comes from here.
+# Every metric a run can log, and whether higher is better: the gate's direction comes from here. A model of
+# several outputs logs each output's under its name: `species/test_accuracy`.
 HIGHER_IS_BETTER = {
     "test_accuracy": True,
     "test_macro_f1": True,
     "test_log_loss": False,
+    "test_micro_f1": True,
+    "test_subset_accuracy": True,
+    "test_hamming_loss": False,
     "test_rmse": False,
     "test_mae": False,
     "test_r2": True,
 }
-DEFAULT_GATE_METRIC = {"classification": "test_accuracy", "regression": "test_rmse"}
+DEFAULT_GATE_METRIC = {
+    "classification": "test_accuracy",
+    "multilabel": "test_micro_f1",
+    "regression": "test_rmse",
+}
 
 
-def score(contract: ModelContract, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    if contract.task == "classification":
-        probabilities = contract.probabilities(outputs)
+def base_metric(name: str) -> str:
+    """`species/test_accuracy` -> `test_accuracy`."""
+    return name.rsplit("/", 1)[-1]
+
+
+def is_metric(name: str) -> bool:
+    return base_metric(name) in HIGHER_IS_BETTER
+
+
+def higher_is_better(name: str) -> bool:
+    return HIGHER_IS_BETTER[base_metric(name)]
+
+
+def default_gate_metric(contract: ModelContract) -> str:
+    """The first output's task's metric (under its name when the model answers several outputs)."""
+    return metric_name(contract, contract.output, DEFAULT_GATE_METRIC[contract.task])
+
+
+def metric_name(contract: ModelContract, output: Output, metric: str) -> str:
+    return metric if contract.single_output else f"{output.name}/{metric}"
+
+
+def score(contract: ModelContract, outputs: Outputs, targets: Any) -> dict[str, float]:
+    """Every output's scores on the held-out rows; `targets` one array for a model of one output, else a dict
+    of them by output name."""
+    named = targets if isinstance(targets, Mapping) else {contract.output.name: targets}
+    return {
+        metric_name(contract, output, key): value
+        for output in contract.outputs
+        for key, value in score_output(output, outputs[output.name], named[output.name]).items()
+    }
+
+
+def score_output(output: Output, values: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    if output.task == "classification":
+        probabilities = output.probabilities(values)
         labels = probabilities.argmax(axis=1)
-        truth = class_targets(contract, targets)
+        truth = class_targets(output, targets)
         return {
             "test_accuracy": float(np.mean(truth == labels)),
             "test_macro_f1": _macro_f1(truth, labels),
             "test_log_loss": _log_loss(truth, np.clip(probabilities, 1e-7, 1)),
         }
-    predicted = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    if output.task == "multilabel":
+        truth = np.asarray(targets).reshape(len(targets), -1).astype(bool)
+        on = output.labels(values)
+        probabilities = np.clip(np.asarray(values, dtype=np.float64), 1e-7, 1 - 1e-7)
+        both = np.sum(truth & on)
+        return {
+            "test_micro_f1": float(2 * both / max(1, np.sum(truth) + np.sum(on))),
+            "test_subset_accuracy": float(np.mean(np.all(truth == on, axis=1))),
+            "test_hamming_loss": float(np.mean(truth != on)),
+            "test_log_loss": float(
+                -np.mean(np.where(truth, np.log(probabilities), np.log(1 - probabilities)))
+            ),
+        }
+    predicted = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
     truth = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
     errors = truth - predicted
     return {
@@ -68,10 +125,10 @@ def _r2(truth: np.ndarray, errors: np.ndarray) -> float:
     return float(np.mean(np.where(total == 0, exact, 1 - residual / np.where(total == 0, 1, total))))
 
 
-def class_targets(contract: ModelContract, targets: np.ndarray) -> np.ndarray:
+def class_targets(output: Output, targets: np.ndarray) -> np.ndarray:
     """Integer class labels from labels or one-hot rows."""
     targets = np.asarray(targets)
-    if targets.ndim == 2 and targets.shape[1] == contract.n_classes and targets.shape[1] > 1:
+    if targets.ndim == 2 and targets.shape[1] == output.n_classes and targets.shape[1] > 1:
         targets = targets.argmax(axis=1)
     return targets.reshape(len(targets)).astype(np.int64)
 
@@ -83,6 +140,9 @@ TIE_BREAKER = {
     "test_accuracy": "test_log_loss",
     "test_macro_f1": "test_log_loss",
     "test_log_loss": "test_accuracy",
+    "test_micro_f1": "test_log_loss",
+    "test_subset_accuracy": "test_log_loss",
+    "test_hamming_loss": "test_log_loss",
     "test_rmse": "test_mae",
     "test_mae": "test_rmse",
     "test_r2": "test_rmse",
@@ -90,9 +150,16 @@ TIE_BREAKER = {
 EQUAL = 1e-12  # scores closer than this are the same figure (computed on the same rows)
 
 
+def tie_breaker(metric: str) -> str | None:
+    """The tie-breaker of `metric`, for the same output (`species/test_accuracy` -> `species/test_log_loss`)."""
+    breaker = TIE_BREAKER.get(base_metric(metric))
+    prefix = metric[: -len(base_metric(metric))]
+    return prefix + breaker if breaker else None
+
+
 def gain(metric: str, candidate: float, champion: float) -> float:
     """How much better `candidate` is than `champion` on `metric`, in its units (negative: worse)."""
-    return candidate - champion if HIGHER_IS_BETTER[metric] else champion - candidate
+    return candidate - champion if higher_is_better(metric) else champion - candidate
 
 
 def better(metric: str, candidate: float, champion: float, margin: float = 0.0) -> bool:

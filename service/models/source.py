@@ -26,13 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from service.models import metrics, registry
-from service.models.contract import ContractError, ModelContract
+from service.models.contract import ContractError, ModelContract, Outputs, Rows
 from service.models.lineage import lineage_of_version
 from service.models.scoring import NoHeldOutRows, held_out, score_on
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from service.models.loader import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -74,8 +72,8 @@ class Model(Protocol):
     @property
     def contract(self) -> ModelContract: ...
 
-    def predict(self, rows: np.ndarray, /) -> np.ndarray:
-        """Rows [n, *input shape] -> outputs [n, *output shape], as the contract says."""
+    def predict(self, rows: Rows, /) -> Outputs:
+        """Rows by input name ([n, *shape] each) -> outputs by output name, as the contract says."""
         ...
 
 
@@ -224,7 +222,7 @@ class Follower:
         run = client.get_run(holder.run_id) if holder.run_id else None
         if run is None:
             raise CandidateRefused("it has no training run to check it against")
-        metric = self._settings.gate_metric or metrics.DEFAULT_GATE_METRIC[candidate.contract.task]
+        metric = self._settings.gate_metric or metrics.default_gate_metric(candidate.contract)
         logged = run.data.metrics.get(metric)
         try:
             scored = score_on(candidate, held_out(client, holder.run_id))[metric]

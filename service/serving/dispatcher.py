@@ -1,13 +1,13 @@
-"""Adaptive batching of `/predict`: one batch in flight per worker, and the requests that arrive meanwhile form
-the next one (as the job API's group commit does for `POST /jobs`).
+"""Adaptive batching of the routes that predict (`POST /predict`, the Open Inference Protocol's `infer`): one
+batch in flight per worker, and the requests that arrive meanwhile form the next one (as the job API's group
+commit does for `POST /jobs`).
 
-It takes the place of BentoML's CorkDispatcher (`use_in_bentoml`, before the service's app is built), which
-BentoML's batchable APIs call the same way: `dispatcher(callback)(data)` for each request, the callback taking a
-list of requests' inputs and giving one output each. The Cork dispatcher holds requests back to fill batches by
-a latency model it trains on the first calls (answering 503 meanwhile, under any load) and polls its queue every
-millisecond, a measurable share of a small model's request (docs/benchmarks/serve.md).
+The service calls it for each request, `dispatcher(callback)(data)`, the callback taking a list of requests'
+inputs and giving one output each (the signature of BentoML's own CorkDispatcher, which held requests back to
+fill batches by a latency model it trains on the first calls, answering 503 meanwhile under any load, and polled
+its queue every millisecond: docs/benchmarks/serve.md).
 
-Here a request that finds no batch in flight starts one; before a batch is taken, the event loop gets a couple of
+A request that finds no batch in flight starts one; before a batch is taken, the event loop gets a couple of
 turns to bring in the requests already waiting in its sockets, as long as those turns bring more (`_gather`).
 While a batch runs, arrivals queue, and the next batch takes them all, up to `max_batch_size` rows. So batches
 grow with the load and a lone request waits two turns of the loop. `max_latency_ms` stays a hard bound: a request
@@ -33,7 +33,6 @@ class BatchDispatcher:
         *,
         fallback: Callable[[], Any],
         get_batch_size: Callable[[Any], int],
-        batch_dim: tuple[int, int] = (0, 0),  # BentoML's; rows are counted by `get_batch_size`
     ) -> None:
         self.max_latency_s = max_latency_in_ms / 1000
         self.max_batch_size = int(max_batch_size)
@@ -123,16 +122,8 @@ class BatchDispatcher:
                 raise RuntimeError(
                     f"the batch function gave {len(outputs)} outputs for {len(batch)} requests"
                 )
-        except Exception as exc:  # each request of the batch fails with it (BentoML answers it)
+        except Exception as exc:  # each request of the batch fails with it
             outputs = [exc] * len(batch)
         for (_, answer), output in zip(batch, outputs, strict=True):
             if not answer.done():
                 answer.set_result(output)
-
-
-def use_in_bentoml() -> None:
-    """Make BentoML's service apps batch with this dispatcher: the app factory of `_bentoml_impl` makes one per
-    batchable API, by the name it imported, when it is built in each worker."""
-    from _bentoml_impl.server import app
-
-    app.CorkDispatcher = BatchDispatcher

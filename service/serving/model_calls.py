@@ -12,15 +12,16 @@ versions), goes to the thread first.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 import anyio.to_thread
-import numpy as np
+
+from service.models.contract import Outputs, Rows, rows_in
 
 
 class Model(Protocol):
-    def predict(self, rows: np.ndarray, /) -> Any: ...
+    def predict(self, rows: Rows, /) -> Outputs: ...
 
 
 class ModelCalls:
@@ -30,10 +31,10 @@ class ModelCalls:
         self._took: dict[int, float] = {}  # rows.bit_length() -> seconds of the last call of that size
         self._thread: anyio.CapacityLimiter | None = None  # one call at a time in it, as BentoML's sync APIs
 
-    async def predict(self, model: Model, rows: np.ndarray) -> Any:
+    async def predict(self, model: Model, rows: Rows) -> Outputs:
         if model is not self._model:
             self._model, self._took = model, {}
-        size = len(rows).bit_length()
+        size = rows_in(rows).bit_length()
         last = self._took.get(size)
         if last is not None and last <= self._inline_max_s:
             outputs, took = _timed(model, rows)
@@ -44,7 +45,7 @@ class ModelCalls:
         return outputs
 
 
-def _timed(model: Model, rows: np.ndarray) -> tuple[Any, float]:
+def _timed(model: Model, rows: Rows) -> tuple[Outputs, float]:
     started = time.perf_counter()
     outputs = model.predict(rows)
     return outputs, time.perf_counter() - started

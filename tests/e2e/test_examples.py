@@ -169,8 +169,8 @@ def test_model_shows_task_and_input_shape(client: httpx.Client, trained: Trained
     described = client.get("/model").json()
     assert described["run_id"] == trained.run_id, described
     found = described["contract"]
-    assert found["task"] == trained.example.task, described
-    assert found["input"]["shape"] == trained.example.input_shape, described
+    assert found["outputs"][0]["task"] == trained.example.task, described
+    assert found["inputs"][0]["shape"] == trained.example.input_shape, described
     if trained.example.feature_names:
         assert found["feature_names"] == list(trained.example.feature_names), described
 

@@ -52,12 +52,13 @@ class FakeModel:
         self.seen: list[float] = []
         self._lock = threading.Lock()
 
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        if (rows[:, 0] == 13).any():
+    def predict(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pixels = rows["pixels"]
+        if (pixels[:, 0] == 13).any():
             raise RuntimeError("poison row")
         with self._lock:
-            self.seen.extend(rows[:, 0].tolist())
-        return softmax(rows[:, :10])
+            self.seen.extend(pixels[:, 0].tolist())
+        return {"probabilities": softmax(pixels[:, :10])}
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -97,7 +98,7 @@ def start_worker(job_settings: JobSettings) -> Iterator[StartWorker]:
 class SlowFakeModel(FakeModel):
     """For worker processes (`python -m support.fake_worker conftest:SlowFakeModel`): 0.2 s a batch, time to kill one mid-batch."""
 
-    def predict(self, rows: np.ndarray) -> np.ndarray:
+    def predict(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         time.sleep(0.2)
         return super().predict(rows)
 
@@ -115,9 +116,9 @@ class Kit:
         return values.tolist()
 
     @staticmethod
-    def array(n: int, first_pixel: float = 1.0) -> np.ndarray:
-        """The same rows as checked rows: what the job API hands the submitter."""
-        return np.asarray(Kit.rows(n, first_pixel), dtype=np.float32)
+    def array(n: int, first_pixel: float = 1.0) -> dict[str, np.ndarray]:
+        """The same rows as checked rows by input name: what the job API hands the submitter."""
+        return {"pixels": np.asarray(Kit.rows(n, first_pixel), dtype=np.float32)}
 
     @staticmethod
     def wait_final(store: JobStore, job_ids: list[str], timeout_s: float = 60) -> dict[str, dict]:

@@ -16,9 +16,11 @@ from service.jobs.store import IdempotencyConflict, Job, Outcome, connect_store
 
 def test_claim_is_exclusive_until_the_lease_expires(job_settings) -> None:
     store = connect_store(job_settings.model_copy(update={"lease_s": 0.5}))
-    job = store.create(np.ones((2, 64), dtype=np.float32))
+    job = store.create({"pixels": np.ones((2, 64), dtype=np.float32)})
     first = store.claim([job.id])
-    assert [(c.id, c.attempts, c.lease_losses, c.rows.shape) for c in first] == [(job.id, 1, 0, (2, 64))]
+    assert [(c.id, c.attempts, c.lease_losses, c.rows["pixels"].shape) for c in first] == [
+        (job.id, 1, 0, (2, 64))
+    ]
     assert store.claim([job.id]) == []  # held
     time.sleep(0.6)
     second = store.claim([job.id])
@@ -34,7 +36,7 @@ def test_claim_is_exclusive_until_the_lease_expires(job_settings) -> None:
 def test_expired_leases_are_requeued_or_failed_when_out_of_lease_budget(job_settings) -> None:
     settings = job_settings.model_copy(update={"lease_s": 0.1, "max_attempts": 1, "max_lease_losses": 3})
     store = connect_store(settings)
-    once, often = (store.create(np.zeros((1, 64), dtype=np.float32)) for _ in range(2))
+    once, often = (store.create({"pixels": np.zeros((1, 64), dtype=np.float32)}) for _ in range(2))
     for _ in range(2):  # lost twice: more often than max_attempts, each time taken over by a claim
         store.claim([often.id])
         time.sleep(0.2)
@@ -66,7 +68,7 @@ def test_expired_leases_are_requeued_or_failed_when_out_of_lease_budget(job_sett
 
 def test_a_job_written_before_lease_losses_were_counted_is_still_requeued_and_claimed(job_settings) -> None:
     store = connect_store(job_settings.model_copy(update={"lease_s": 0.1}))
-    job = store.create(np.zeros((1, 64), dtype=np.float32))
+    job = store.create({"pixels": np.zeros((1, 64), dtype=np.float32)})
     raw = MongoClient(job_settings.mongo_url)[job_settings.mongo_database]["jobs"]
     raw.update_one({"_id": job.id}, {"$unset": {"lease_losses": ""}})
     (claimed,) = store.claim([job.id])
@@ -87,22 +89,24 @@ def test_a_job_written_before_lease_losses_were_counted_is_still_requeued_and_cl
 
 def test_a_reused_idempotency_key_with_other_rows_is_a_conflict(store) -> None:
     rows = np.ones((2, 64), dtype=np.float32)
-    first = store.create(rows, "order-7")
-    assert store.create(rows.copy(), "order-7") == Job(first.id, "queued", 2, created=False)
+    first = store.create({"pixels": rows}, "order-7")
+    assert store.create({"pixels": rows.copy()}, "order-7") == Job(first.id, "queued", 2, created=False)
     for other in (rows[:1], rows + 1):
         with pytest.raises(IdempotencyConflict, match=first.id):
-            store.create(other, "order-7")
+            store.create({"pixels": other}, "order-7")
 
 
 def test_a_job_is_seen_only_by_its_owner_and_idempotency_keys_are_per_owner(store) -> None:
     rows = np.ones((2, 64), dtype=np.float32)
-    alices = store.create(rows, "order-7", owner="alice")
-    bobs = store.create(rows + 1, "order-7", owner="bob")  # other rows: no conflict, another job
+    alices = store.create({"pixels": rows}, "order-7", owner="alice")
+    bobs = store.create({"pixels": rows + 1}, "order-7", owner="bob")  # other rows: no conflict, another job
     assert alices.created and bobs.created and alices.id != bobs.id
-    assert store.create(rows, "order-7", owner="alice") == Job(alices.id, "queued", 2, created=False)
+    assert store.create({"pixels": rows}, "order-7", owner="alice") == Job(
+        alices.id, "queued", 2, created=False
+    )
     assert store.get(alices.id, "alice")["n_rows"] == 2 and "owner" not in store.get(alices.id, "alice")
     assert store.get(alices.id, "bob") is None and store.get(alices.id) is None
-    anonymous = store.create(rows)
+    anonymous = store.create({"pixels": rows})
     assert store.get(anonymous.id)["status"] == "queued" and store.get(anonymous.id, "alice") is None
 
 
@@ -117,7 +121,7 @@ def test_counts_and_claims_do_not_scan_the_collection_on_nx(store, is_nx) -> Non
     translate = local.query_engine.sql_translator.translate_match
     assert "EXISTS" in translate({"status": "queued"})[0]
     assert translate({"status": {"$eq": "queued"}})[0] == "WHERE json_extract(data, '$.status') = ?"
-    store.create(np.ones((1, 64), dtype=np.float32))
+    store.create({"pixels": np.ones((1, 64), dtype=np.float32)})
     assert store.counts() == {"queued": 1, "running": 0, "succeeded": 0, "failed": 0}
 
 
@@ -153,3 +157,31 @@ def test_pin_index_names_differ_on_nx(raw, is_nx) -> None:
     assert returned == "status_1_created_at_1"
     listed = set(raw.index_information()) - {"_id_"}
     assert listed == ({"idx_pins_status_created_at"} if is_nx else {"status_1_created_at_1"})
+
+
+def test_named_inputs_and_strings_round_trip_and_a_job_stored_before_names_still_decodes(store) -> None:
+    from service.models.contract import STRING
+
+    rows = {
+        "alcohol": np.array([[12.5], [13.0]], dtype=np.float32),
+        "region": np.array([["north"], ["süd"]], dtype=STRING),
+        "counts": np.array([[1, 2], [3, 4]], dtype=np.int32),
+    }
+    job = store.create(rows, "order-9")
+    (claimed,) = store.claim([job.id])
+    assert claimed.rows.keys() == rows.keys()
+    for name, values in rows.items():
+        assert claimed.rows[name].dtype == values.dtype and claimed.rows[name].tolist() == values.tolist()
+    with pytest.raises(IdempotencyConflict):
+        store.create(rows | {"region": np.array([["north"], ["sud"]], dtype=STRING)}, "order-9")
+    # The format before inputs were named: one unnamed array, its dtype and row shape beside it.
+    old = np.arange(4, dtype=np.float32).reshape(2, 2)
+    store._jobs.insert_one(
+        {
+            "_id": "0" * 32, "owner": "", "status": "queued", "n_rows": 2, "inputs": old.tobytes(),
+            "dtype": "<f4", "row_shape": [2], "attempts": 0, "lease_losses": 0, "published": True,
+            "created_at": dt.datetime.now(dt.UTC),
+        }
+    )  # fmt: skip
+    (legacy,) = store.claim(["0" * 32])
+    assert list(legacy.rows) == [""] and legacy.rows[""].tolist() == old.tolist()

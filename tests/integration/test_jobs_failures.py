@@ -81,7 +81,7 @@ def test_a_job_survives_more_lost_leases_than_attempts_and_succeeds(
         update={"lease_s": 0.2, "max_attempts": 2, "max_lease_losses": 8, "publish_grace_s": 0.0}
     )
     dying = connect_store(settings)
-    job = dying.create(np.ones((2, 64), dtype=np.float32))
+    job = dying.create({"pixels": np.ones((2, 64), dtype=np.float32)})
     lose_leases(dying, job.id, 5, settings.lease_s)  # the fifth loss is found by the worker's sweeper
     dying.close()
     start_worker(fake_model, settings)  # its sweeper requeues the expired lease and publishes the job
@@ -97,7 +97,7 @@ def test_a_job_whose_lease_expired_on_every_attempt_ends_failed_in_the_dead_lett
 ) -> None:
     settings = job_settings.model_copy(update={"lease_s": 0.1, "max_attempts": 1, "max_lease_losses": 4})
     dying = connect_store(settings)
-    job = dying.create(np.ones((2, 64), dtype=np.float32))
+    job = dying.create({"pixels": np.ones((2, 64), dtype=np.float32)})
     lose_leases(dying, job.id, 4, settings.lease_s)  # the budget: no claim takes the job again
     assert dying.claim([job.id]) == [] and dying.requeue_expired() == 0
     dying.close()

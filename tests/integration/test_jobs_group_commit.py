@@ -97,8 +97,12 @@ def test_one_group_answers_each_submission_alone_duplicate_keys_and_conflicts_in
     calls = [
         lambda: submitter.submit(kit.array(1, first_pixel=1)),  # leads the first group, held at the store
         lambda: submitter.submit(rows, "order-1"),
-        lambda: submitter.submit(rows.copy(), "order-1"),  # the same key and rows, in the same group
-        lambda: submitter.submit(rows + 1, "order-1"),  # the same key, other rows: a conflict
+        lambda: submitter.submit(
+            {"pixels": rows["pixels"].copy()}, "order-1"
+        ),  # the same key and rows, one group
+        lambda: submitter.submit(
+            {"pixels": rows["pixels"] + 1}, "order-1"
+        ),  # the same key, other rows: a conflict
         lambda: submitter.submit(kit.array(1, first_pixel=2)),
     ]
     with ThreadPoolExecutor(len(calls)) as pool:

@@ -15,7 +15,7 @@ from pipeline.errors import NotebookFailed, PipelineError
 from pipeline.settings import PipelineSettings
 from pipeline.train import train
 from service.models import registry as read_registry
-from service.models.scoring import score_on
+from service.models.scoring import held_out, score_on
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +118,8 @@ notebook.end_run()
 
 def test_a_model_whose_output_does_not_fit_the_task_is_refused_in_its_cell(store: Path) -> None:
     with pytest.raises(
-        NotebookFailed, match=r"ContractError: a classifier must answer probabilities|must sum to 1"
+        NotebookFailed,
+        match=r"ContractError: output 'dense': a classification output answers probabilities in \[0, 1\]|must sum to 1",
     ):
         run(store, "linear", WINE.replace("ACTIVATION", '"linear"') + LOG, model="nothing")
     assert versions(store, "nothing") == []
@@ -130,11 +131,11 @@ def test_own_classifier_then_other_rows_then_another_contract(store: Path) -> No
     client = MlflowClient(settings.tracking_uri)
     champion = client.get_model_version_by_alias("wine", "champion")
     contract = read_registry.contract_at(client, str(champion.source))
-    assert (contract.input.shape, contract.class_names) == ((13,), ("class_0", "class_1", "class_2"))
+    assert (contract.input.shape, contract.output.class_names) == ((13,), ("class_0", "class_1", "class_2"))
 
     # Other held-out rows: the champion is scored again on the candidate's own rows, the way the service runs it.
     _, second = run(store, "wine", WINE.replace("ACTIVATION", '"softmax"') + LOG, split_seed="2")
-    rows = evaluation.held_out(client, second.run_id)
+    rows = held_out(client, second.run_id)
     with_rows = evaluation.load(
         read_registry.download_model(client, str(champion.source), store / "champion"),
         "wine",
@@ -146,7 +147,11 @@ def test_own_classifier_then_other_rows_then_another_contract(store: Path) -> No
     holder = client.get_model_version_by_alias("wine", "champion").version
     _, third = run(store, "diabetes", DIABETES, epochs="1")
     assert not third.decision.promote and third.decision.metric == "test_rmse"
-    assert "a regression model against a classification model" in (third.decision.not_comparable or "")
+    # It takes other inputs (and answers otherwise): not comparable.
+    assert (
+        third.decision.not_comparable
+        == "inputs inputs float32 [-1, 10] against measurements float32 [-1, 13]"
+    )
     assert client.get_model_version_by_alias("wine", "champion").version == holder
     tags = client.get_model_version("wine", third.version).tags
     assert tags["gate.decision"] == "refused" and tags["gate.not_comparable"]

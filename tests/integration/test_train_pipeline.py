@@ -205,10 +205,11 @@ def test_against_a_real_mlflow_server(first, settings, tmp_path):
 
 def test_champion_is_rescored_when_its_split_differs(first, client):
     """A champion trained on other rows is loaded and scored on the current test rows, matching the notebook."""
-    from pipeline import evaluation, gate
+    from pipeline import gate
+    from service.models.scoring import held_out
 
     run = client.get_run(first.run_id)
-    rows = evaluation.held_out(client, first.run_id)
+    rows = held_out(client, first.run_id)
     sha = run.data.tags["nbship.data_sha256"]
     champion = client.get_model_version(MODEL, first.version)
     client.set_tag(first.run_id, "nbship.data_sha256", "another-split")

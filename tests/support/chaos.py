@@ -278,7 +278,7 @@ class HeavierChampion:
         self._model = load_packaged(ServiceSettings().bento_model_tag)
         self.name, self.version, self.contract = self._model.name, self._model.version, self._model.contract
 
-    def predict(self, rows: np.ndarray) -> np.ndarray:
+    def predict(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         time.sleep(self.BATCH_S)
         return self._model.predict(rows)
 

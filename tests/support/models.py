@@ -9,8 +9,10 @@ from service.http.schemas import request_model
 from service.models.contract import ModelContract, Tensor
 
 # The fake digits model of the job tests: 64 float32 features in, 10 class probabilities out.
-DIGITS_LIKE = ModelContract(
-    "classification", Tensor((64,), np.dtype("float32")), Tensor((10,), np.dtype("float32"))
+DIGITS_LIKE = ModelContract.single(
+    "classification",
+    Tensor((64,), np.dtype("float32"), "pixels"),
+    Tensor((10,), np.dtype("float32"), "probabilities"),
 )
 
 

@@ -1,7 +1,7 @@
 """Every place service/serving touches a BentoML internal, pinned: each test fails when an upgrade moves or
-changes what the service relies on (the version pin in pyproject.toml is not the guard). The dispatcher, the
-request timeout and the own socket have tests of their own (test_dispatcher.py, test_request_timeout.py,
-test_own_socket.py; test_service.py checks the served app carries them)."""
+changes what the service relies on (the version pin in pyproject.toml is not the guard). The request timeout and
+the own socket have tests of their own (test_request_timeout.py, test_own_socket.py; test_service.py checks the
+served app carries the timeout)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from pathlib import Path
 
 import bentoml
 import numpy as np
-from pydantic import BaseModel
 
 from service.http.docs_page import _SWAGGER_FILES
-from service.serving import answer_container, bentoml_files, packaged
+from service.serving import bentoml_files, packaged
 from service.serving.api_methods import bind_api_methods
 from service.serving.error_log import API_ERROR_LOGGER, drop_client_errors
 
@@ -35,20 +34,6 @@ def test_api_methods_are_rebuilt_on_each_access_until_bound_once() -> None:
     bind_api_methods(instance)
     assert instance.double is instance.double  # what the server reads per request
     assert instance.double(2.0) == 4.0
-
-
-def test_answers_are_split_by_the_container_registered_for_their_class() -> None:
-    from bentoml._internal.runner.container import AutoContainer
-
-    class Answer(BaseModel):
-        model: str
-        predictions: list[int]
-
-    answer_container.register(Answer)
-    batch = Answer(model="m", predictions=[1, 2, 3])
-    assert AutoContainer.get_batch_size(batch, 0) == 3
-    parts = AutoContainer.batch_to_batches(batch, [0, 1, 3], 0)
-    assert [part.predictions for part in parts] == [[1], [2, 3]] and parts[1].model == "m"
 
 
 def test_the_swagger_files_the_docs_page_serves_are_in_bentomls_package() -> None:

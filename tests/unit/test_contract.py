@@ -6,20 +6,23 @@ import numpy as np
 import pytest
 
 from service.models import metrics
-from service.models.contract import ContractError, ModelContract, Tensor
+from service.models.contract import STRING, ContractError, ModelContract, Output, Tensor
 
 F32 = np.dtype(np.float32)
 
 
 def classifier(k: int = 3, **kwargs) -> ModelContract:
-    return ModelContract("classification", Tensor((4,), F32), Tensor((k,), F32), **kwargs)
+    return ModelContract.single("classification", Tensor((4,), F32, "x"), Tensor((k,), F32, "y"), **kwargs)
+
+
+def answer(contract: ModelContract, values: np.ndarray) -> dict:
+    return contract.answer({contract.output.name: values})
 
 
 def test_classifier_answers_index_name_and_probabilities() -> None:
     contract = classifier(class_names=("cat", "dog", "eel"))
     outputs = np.array([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1]], dtype=np.float32)
-    answer = contract.answer(outputs)
-    assert answer == {
+    assert answer(contract, outputs) == {
         "predictions": [1, 0],
         "classes": ["dog", "cat"],
         "probabilities": outputs.astype(np.float64).tolist(),  # the model's own values, not rounded
@@ -28,23 +31,42 @@ def test_classifier_answers_index_name_and_probabilities() -> None:
 
 def test_a_sigmoid_is_a_binary_classifier_with_both_probabilities() -> None:
     contract = classifier(1, class_names=("no", "yes"))
-    assert contract.binary and contract.n_classes == 2
-    answer = contract.answer(np.array([[0.9], [0.2]]))
-    assert answer["predictions"] == [1, 0] and answer["classes"] == ["yes", "no"]
-    np.testing.assert_allclose(answer["probabilities"], [[0.1, 0.9], [0.8, 0.2]])
+    assert contract.output.binary and contract.output.n_classes == 2
+    answered = answer(contract, np.array([[0.9], [0.2]]))
+    assert answered["predictions"] == [1, 0] and answered["classes"] == ["yes", "no"]
+    np.testing.assert_allclose(answered["probabilities"], [[0.1, 0.9], [0.8, 0.2]])
+
+
+def test_a_multilabel_output_answers_the_classes_on_at_its_threshold() -> None:
+    contract = ModelContract.single(
+        "multilabel",
+        Tensor((4,), F32, "x"),
+        Tensor((3,), F32, "labels"),
+        ("even", "big", "prime"),
+        threshold=0.6,
+    )
+    answered = answer(contract, np.array([[0.9, 0.61, 0.1], [0.2, 0.5, 0.6]]))
+    assert answered["predictions"] == [[0, 1], [2]] and answered["classes"] == [["even", "big"], ["prime"]]
+    assert contract.check_outputs({"labels": np.full((2, 3), 0.9)}, 2)["labels"].shape == (
+        2,
+        3,
+    )  # no sum to 1
 
 
 def test_regressors_answer_their_values() -> None:
-    one = ModelContract("regression", Tensor((4,), F32), Tensor((1,), F32))
-    assert one.answer(np.array([[1.5], [2.5]])) == {"predictions": [1.5, 2.5]}
-    two = ModelContract("regression", Tensor((4,), F32), Tensor((2,), F32))
-    assert two.answer(np.array([[1.0, 2.0]])) == {"predictions": [[1.0, 2.0]]}
+    one = ModelContract.single("regression", Tensor((4,), F32, "x"), Tensor((1,), F32, "y"))
+    assert answer(one, np.array([[1.5], [2.5]])) == {"predictions": [1.5, 2.5]}
+    two = ModelContract.single("regression", Tensor((4,), F32, "x"), Tensor((2,), F32, "y"))
+    assert answer(two, np.array([[1.0, 2.0]])) == {"predictions": [[1.0, 2.0]]}
 
 
 @pytest.mark.parametrize(
     ("outputs", "message"),
     [
-        (np.zeros((2, 4)), "the model answered shape [2, 4] for 2 rows; its signature says [-1, 3]"),
+        (
+            np.zeros((2, 4)),
+            "the model answered output 'y' of shape [2, 4] for 2 rows; its signature says [-1, 3]",
+        ),
         (np.full((2, 3), np.nan), "not finite"),
         (np.full((2, 3), 5.0), "probabilities in [0, 1]"),
         (np.full((2, 3), 0.1), "must sum to 1 per row"),
@@ -52,28 +74,48 @@ def test_regressors_answer_their_values() -> None:
 )
 def test_outputs_that_break_the_contract_are_refused(outputs: np.ndarray, message: str) -> None:
     with pytest.raises(ContractError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        classifier().check_outputs(outputs, 2)
+        classifier().check_outputs({"y": outputs}, 2)
 
 
 def test_what_cannot_be_served_is_refused_with_a_reason() -> None:
-    with pytest.raises(
-        ContractError, match="string input such as a TextVectorization layer is not supported"
-    ):
-        ModelContract("classification", Tensor((1,), np.dtype(object)), Tensor((3,), F32))
-    with pytest.raises(ContractError, match="2 class names for a model with 3 classes"):
+    with pytest.raises(ContractError, match="output 'y': 2 class names for 3 classes"):
         classifier(class_names=("a", "b"))
     with pytest.raises(ContractError, match="3 feature names for input"):
-        ModelContract("regression", Tensor((2, 2), F32), Tensor((1,), F32), feature_names=("a", "b", "c"))
+        ModelContract.single(
+            "regression", Tensor((2, 2), F32, "x"), Tensor((1,), F32, "y"), feature_names=("a", "b", "c")
+        )
     with pytest.raises(ContractError, match="task 'ranking'"):
-        ModelContract("ranking", Tensor((4,), F32), Tensor((1,), F32))  # type: ignore[arg-type]
+        ModelContract.single("ranking", Tensor((4,), F32, "x"), Tensor((1,), F32, "y"))  # type: ignore[arg-type]
+    with pytest.raises(ContractError, match="answers strings"):
+        ModelContract.single("regression", Tensor((4,), F32, "x"), Tensor((1,), STRING, "y"))
+    with pytest.raises(ContractError, match="must name each of them"):
+        ModelContract((Tensor((1,), F32, "a"), Tensor((1,), F32)), classifier().outputs)
+    with pytest.raises(ContractError, match="input names must be unique"):
+        ModelContract((Tensor((1,), F32, "a"), Tensor((1,), F32, "a")), classifier().outputs)
+
+
+def test_strings_and_several_named_tensors_are_served() -> None:
+    contract = ModelContract(
+        (Tensor((1,), F32, "alcohol"), Tensor((), STRING, "region")),
+        (
+            Output(Tensor((3,), F32, "cultivar"), "classification"),
+            Output(Tensor((1,), F32, "quality"), "regression"),
+        ),
+    )
+    assert not contract.single_input and contract.scalar_columns and contract.task == "classification"
+    assert contract.describe()["inputs"][1] == {"name": "region", "dtype": "string", "shape": [-1]}
+    assert contract.named_outputs([np.zeros((1, 3)), np.zeros((1, 1))]).keys() == {"cultivar", "quality"}
 
 
 def test_contracts_differ_by_input_output_task_or_names() -> None:
     assert classifier().differs_from(classifier()) is None
-    assert classifier().differs_from(classifier(4)) == "output [-1, 3] against [-1, 4]"
-    other_input = ModelContract("classification", Tensor((13,), F32), Tensor((3,), F32))
-    assert classifier().differs_from(other_input) == "input float32 [-1, 4] against float32 [-1, 13]"
-    assert classifier(class_names=("a", "b", "c")).differs_from(classifier()) == "other class names"
+    assert classifier().differs_from(classifier(4)) == "output 'y' [-1, 3] against [-1, 4]"
+    other_input = ModelContract.single("classification", Tensor((13,), F32, "x"), Tensor((3,), F32, "y"))
+    assert classifier().differs_from(other_input) == "inputs x float32 [-1, 4] against x float32 [-1, 13]"
+    assert (
+        classifier(class_names=("a", "b", "c")).differs_from(classifier())
+        == "output 'y': other class or value names"
+    )
 
 
 def test_metric_direction_decides_better() -> None:
@@ -85,11 +127,11 @@ def test_metric_direction_decides_better() -> None:
 
 
 def test_regression_and_classification_scores() -> None:
-    regressor = ModelContract("regression", Tensor((4,), F32), Tensor((1,), F32))
-    scores = metrics.score(regressor, np.array([[1.0], [3.0]]), np.array([2.0, 3.0]))
+    regressor = ModelContract.single("regression", Tensor((4,), F32, "x"), Tensor((1,), F32, "y"))
+    scores = metrics.score(regressor, {"y": np.array([[1.0], [3.0]])}, np.array([2.0, 3.0]))
     assert scores["test_mae"] == pytest.approx(0.5) and scores["test_rmse"] == pytest.approx(np.sqrt(0.5))
     assert set(
-        metrics.score(classifier(), np.array([[0.2, 0.8, 0.0], [1.0, 0.0, 0.0]]), np.array([1, 0]))
+        metrics.score(classifier(), {"y": np.array([[0.2, 0.8, 0.0], [1.0, 0.0, 0.0]])}, np.array([1, 0]))
     ) == {
         "test_accuracy",
         "test_macro_f1",
@@ -97,26 +139,34 @@ def test_regression_and_classification_scores() -> None:
     }
 
 
-def test_a_logged_model_answering_another_shape_than_its_signature_is_refused_naming_both() -> None:
-    from pipeline.errors import PipelineError
-    from pipeline.evaluation import check_served_answers
-    from service.models.loader import LoadedModel
-    from service.models.scoring import HeldOut
-
-    x = np.zeros((5, 4), dtype=np.float32)
-    wrong = LoadedModel("m", "1", "keras", classifier(), lambda rows: np.full((len(rows), 4), 0.25))
-    with pytest.raises(
-        PipelineError, match=r"answered shape \[5, 4\] for 5 rows; its signature says \[-1, 3\]"
-    ):
-        check_served_answers(wrong, HeldOut(x, np.zeros(5), np.full((5, 3), 1 / 3)))
-    drifted = LoadedModel(
-        "m", "1", "keras", classifier(), lambda rows: np.tile([1.0, 0.0, 0.0], (len(rows), 1))
+def test_several_outputs_are_scored_each_under_its_name_and_the_gate_metric_names_the_first() -> None:
+    contract = ModelContract(
+        (Tensor((4,), F32, "x"),),
+        (
+            Output(Tensor((2,), F32, "kind"), "classification"),
+            Output(Tensor((1,), F32, "size"), "regression"),
+        ),
     )
-    with pytest.raises(
-        PipelineError,
-        match=r"answers the held-out rows otherwise than the notebook.s model \(values differ by up to 0\.667\)",
-    ):
-        check_served_answers(drifted, HeldOut(x, np.zeros(5), np.full((5, 3), 1 / 3)))
+    outputs = {"kind": np.array([[0.9, 0.1], [0.2, 0.8]]), "size": np.array([[1.0], [2.0]])}
+    scores = metrics.score(contract, outputs, {"kind": np.array([0, 1]), "size": np.array([1.0, 2.5])})
+    assert scores["kind/test_accuracy"] == 1.0 and scores["size/test_mae"] == pytest.approx(0.25)
+    assert metrics.default_gate_metric(contract) == "kind/test_accuracy"
+    assert metrics.tie_breaker("kind/test_accuracy") == "kind/test_log_loss"
+    assert metrics.better("size/test_rmse", 0.1, 0.2)
+
+
+def test_answers_that_differ_from_the_notebooks_say_where_and_by_how_much() -> None:
+    from service.models.check import answers_differ
+
+    contract = classifier()
+    ours = {"y": np.tile([1.0, 0.0, 0.0], (5, 1))}
+    assert answers_differ(contract, ours, {"y": np.full((5, 3), 1 / 3)}) == (
+        "the answers: values differ from the notebook's model's by up to 0.667"
+    )
+    assert "shape [5, 3] where the notebook's model answered [5, 4]" in str(
+        answers_differ(contract, ours, {"y": np.zeros((5, 4))})
+    )
+    assert answers_differ(contract, ours, ours) is None
 
 
 def test_a_model_source_swaps_atomically_and_remembers_refusals() -> None:
@@ -126,8 +176,8 @@ def test_a_model_source_swaps_atomically_and_remembers_refusals() -> None:
         def __init__(self, version: str) -> None:
             self.name, self.version, self.contract = "m", version, classifier()
 
-        def predict(self, rows: np.ndarray) -> np.ndarray:
-            return np.full((len(rows), 3), 1 / 3)
+        def predict(self, rows: dict) -> dict:
+            return {"y": np.full((len(rows["x"]), 3), 1 / 3)}
 
     changes: list[tuple[str, str]] = []
     source = ModelSource(

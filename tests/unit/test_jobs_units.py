@@ -20,6 +20,7 @@ from service.jobs.queue import JobMessage, MalformedMessage
 from service.jobs.store import ClaimedJob, Job, Submission, is_job_id, job_id_for
 from service.jobs.submit import JobSubmitter
 from service.jobs.worker import Delivery, Worker
+from service.models.contract import rows_in
 from service.settings import JobSettings
 
 
@@ -86,22 +87,24 @@ class Model:
     name, version = "m", "1"
     contract = DIGITS_LIKE
 
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        if (rows[:, 0] < 0).any():
+    def predict(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pixels = rows["pixels"]
+        if (pixels[:, 0] < 0).any():
             raise ValueError("negative pixel")
-        return np.full((len(rows), 10), 0.1)
+        return {"probabilities": np.full((len(pixels), 10), 0.1)}
 
 
-def claimed(job_id: str, n: int, first: float) -> ClaimedJob:
+def claimed(job_id: str, n: int, first: float, name: str = "pixels") -> ClaimedJob:
     rows = np.zeros((n, 64), dtype=np.float32)
     rows[:, 0] = first
-    return ClaimedJob(job_id, "token", rows, 1, dt.datetime.now(dt.UTC))
+    return ClaimedJob(job_id, "token", {name: rows}, 1, dt.datetime.now(dt.UTC))
 
 
 def test_one_bad_job_does_not_fail_its_batch() -> None:
     metrics = JobMetrics(CollectorRegistry())
     worker = Worker(JobSettings(_env_file=None), store=None, models=Model(), metrics=metrics)  # type: ignore[arg-type]
-    jobs = [claimed("a", 2, 1), claimed("b", 1, -1), claimed("c", 3, 1)]
+    # "c" was stored before inputs were named: its rows are the model's only input all the same.
+    jobs = [claimed("a", 2, 1), claimed("b", 1, -1), claimed("c", 3, 1, name="")]
     outcomes, failures = worker._predict(jobs, Model())
     assert [(o.job.id, len(o.result["probabilities"])) for o in outcomes] == [("a", 2), ("c", 3)]
     assert outcomes[0].result["predictions"] == [0, 0]
@@ -116,7 +119,7 @@ class RecordingStore:
 
     def create_many(self, submissions: list[Submission]) -> list[Job]:
         return [
-            Job(job_id_for(s.idempotency_key, s.owner), "queued", len(s.rows), created=True)
+            Job(job_id_for(s.idempotency_key, s.owner), "queued", rows_in(s.rows), created=True)
             for s in submissions
         ]
 
@@ -139,7 +142,7 @@ def test_published_marks_are_written_in_bulk_after_the_publishes() -> None:
             return [True] * len(bodies)
 
     submitter = JobSubmitter(store, Publisher(), "q", mark_interval_s=60)  # type: ignore[arg-type]
-    ids = [submitter.submit(np.zeros((1, 64), dtype=np.float32)).id for _ in range(50)]
+    ids = [submitter.submit({"pixels": np.zeros((1, 64), dtype=np.float32)}).id for _ in range(50)]
     assert published == ids and store.marked == []  # nothing written per submission
     submitter.close()
     assert store.marked == [ids]

@@ -17,10 +17,10 @@ class Model:
         self.seconds = seconds
         self.threads: list[int] = []
 
-    def predict(self, rows: np.ndarray, /) -> np.ndarray:
+    def predict(self, rows: dict[str, np.ndarray], /) -> dict[str, np.ndarray]:
         self.threads.append(threading.get_ident())
         time.sleep(self.seconds)
-        return rows * 2
+        return {"y": rows["x"] * 2}
 
 
 def calls(model_calls: ModelCalls, model: Model, sizes: list[int]) -> list[bool]:
@@ -30,7 +30,7 @@ def calls(model_calls: ModelCalls, model: Model, sizes: list[int]) -> list[bool]
         loop_thread = threading.get_ident()
         for size in sizes:
             rows = np.ones((size, 3), np.float32)
-            np.testing.assert_array_equal(await model_calls.predict(model, rows), rows * 2)
+            np.testing.assert_array_equal((await model_calls.predict(model, {"x": rows}))["y"], rows * 2)
         return [thread == loop_thread for thread in model.threads]
 
     return asyncio.run(run())
@@ -53,7 +53,7 @@ def test_a_call_that_grew_long_on_the_loop_sends_the_next_one_to_the_thread() ->
 
     async def run() -> list[bool]:
         loop_thread = threading.get_ident()
-        rows = np.ones((2, 3), np.float32)
+        rows = {"x": np.ones((2, 3), np.float32)}
         await model_calls.predict(model, rows)  # timed in the thread: short
         await model_calls.predict(model, rows)  # on the loop
         model.seconds = 0.03

@@ -1,5 +1,6 @@
-"""The one request contract (service.requests): body formats, rows of any fixed shape checked against the model's
-contract, errors that name the row and field; the answers' batching; the service settings."""
+"""The one request contract (service.http.rows): body formats, rows of any fixed shape (numbers or strings, one
+input or several named ones) checked against the model's contract, errors that name the input, row and field;
+the answers, one output or several; the service settings."""
 
 from __future__ import annotations
 
@@ -7,20 +8,35 @@ import numpy as np
 import pytest
 
 from service.http.rows import RequestError, parse_body, parse_rows
-from service.http.schemas import ServedModel, answer_model, request_schema
-from service.models.contract import ModelContract, Tensor
-from service.serving.answer_container import AnswerContainer
+from service.http.schemas import answer_model, answer_of, request_schema
+from service.models.contract import STRING, ModelContract, Output, Tensor, join_rows, split_outputs
 from service.settings import ServiceSettings, bento_model_name
 
 F32 = np.dtype(np.float32)
-FLAT = ModelContract("classification", Tensor((4,), F32), Tensor((3,), F32))
-IMAGE = ModelContract("classification", Tensor((2, 2, 1), F32), Tensor((3,), F32))
-NAMED = ModelContract("regression", Tensor((3,), F32), Tensor((1,), F32), feature_names=("age", "bmi", "bp"))
+FLAT = ModelContract.single("classification", Tensor((4,), F32, "x"), Tensor((3,), F32, "y"))
+IMAGE = ModelContract.single("classification", Tensor((2, 2, 1), F32, "x"), Tensor((3,), F32, "y"))
+NAMED = ModelContract.single(
+    "regression", Tensor((3,), F32, "x"), Tensor((1,), F32, "y"), feature_names=("age", "bmi", "bp")
+)
+# A structured-data model: one named input a column, a string among them; two outputs.
+TABLE = ModelContract(
+    (
+        Tensor((1,), F32, "alcohol"),
+        Tensor((1,), STRING, "region"),
+        Tensor((2,), np.dtype(np.int32), "counts"),
+    ),
+    (
+        Output(Tensor((3,), F32, "cultivar"), "classification", ("a", "b", "c")),
+        Output(Tensor((1,), F32, "quality"), "regression"),
+    ),
+)
+COLUMNS = ModelContract(TABLE.inputs[:2], TABLE.outputs)
+TEXT = ModelContract.single("classification", Tensor((), STRING, "text"), Tensor((1,), F32, "positive"))
 
 
 def error(value: object, contract: ModelContract = FLAT, max_rows: int = 3) -> str:
     with pytest.raises(RequestError) as caught:
-        parse_rows(value, contract, max_rows)
+        parse_rows(value, contract.input, max_rows)
     return str(caught.value)
 
 
@@ -31,7 +47,7 @@ def body_error(body: object, contract: ModelContract = NAMED) -> str:
 
 
 def test_rows_become_an_array_of_the_signature_dtype() -> None:
-    rows = parse_rows([[0, 1, 2, 3], [0.5, 16, 1e3, -2]], FLAT, max_rows=3)
+    rows = parse_rows([[0, 1, 2, 3], [0.5, 16, 1e3, -2]], FLAT.input, max_rows=3)
     assert rows.dtype == np.float32
     assert rows.shape == (2, 4)
     np.testing.assert_array_equal(rows[1], np.array([0.5, 16, 1e3, -2], dtype=np.float32))
@@ -71,7 +87,7 @@ def test_several_problems_are_reported_together() -> None:
 
 def test_rows_of_higher_rank_are_checked_at_every_level() -> None:
     good = [[[[0.0], [1.0]], [[2.0], [3.0]]]]
-    assert parse_rows(good, IMAGE, 2).shape == (1, 2, 2, 1)
+    assert parse_rows(good, IMAGE.input, 2).shape == (1, 2, 2, 1)
     assert error([[[[0.0], [1.0]], [[2.0]]]], IMAGE) == "row 0, field [1]: has 1 values, the model takes 2"
     assert error([[[[0.0], [1.0]], [[2.0], ["x"]]]], IMAGE) == (
         "row 0, field [1][1][0]: expected a number, got a string ('x')"
@@ -91,8 +107,10 @@ def test_an_error_never_echoes_a_long_input() -> None:
 
 
 def test_integer_signatures_refuse_fractions() -> None:
-    contract = ModelContract("classification", Tensor((2,), np.dtype(np.int32)), Tensor((2,), F32))
-    assert parse_rows([[1, 2]], contract, 1).dtype == np.int32
+    contract = ModelContract.single(
+        "classification", Tensor((2,), np.dtype(np.int32), "x"), Tensor((2,), F32, "y")
+    )
+    assert parse_rows([[1, 2]], contract.input, 1).dtype == np.int32
     assert error([[1, 2.5]], contract) == "row 0, field 1: 2.5 is not an integer in the range of int32"
 
 
@@ -107,7 +125,7 @@ def test_every_mlflow_scoring_format_gives_the_same_rows() -> None:
         {"dataframe_split": {"data": [[1, 2, 3], [4, 5, 6]]}},
     ]
     for body in bodies:
-        np.testing.assert_array_equal(parse_body(body, NAMED, 3), expected)
+        np.testing.assert_array_equal(parse_body(body, NAMED, 3)["x"], expected)
 
 
 @pytest.mark.parametrize(
@@ -166,21 +184,88 @@ def test_the_documented_request_shows_the_real_row_shape() -> None:
     }
 
 
-def test_batching_splits_and_joins_answers_by_request_rows() -> None:
-    model = ServedModel(name="m", version="7")
-    named = ModelContract("classification", Tensor((4,), F32), Tensor((3,), F32), class_names=("a", "b", "c"))
-    answer = answer_model(named)
-    batch = answer(
-        model=model, predictions=[1, 2, 0], classes=["b", "c", "a"], probabilities=[[0.1], [0.2], [0.3]]
-    )
-    parts = AnswerContainer.batch_to_batches(batch, [0, 1, 3])
-    assert [part.predictions for part in parts] == [[1], [2, 0]]
-    assert [part.classes for part in parts] == [["b"], ["c", "a"]]
-    assert [part.probabilities for part in parts] == [[[0.1]], [[0.2], [0.3]]]
-    assert all(part.model == model for part in parts)
-    joined, indices = AnswerContainer.batches_to_batch(parts)
-    assert indices == [0, 1, 3]
-    assert joined.model_dump() == batch.model_dump()
+def test_named_inputs_in_every_format_give_the_same_rows_of_each_input() -> None:
+    bodies = [
+        {"inputs": {"alcohol": [12.5, 13.0], "region": ["north", "south"]}},
+        {"inputs": {"alcohol": [[12.5], [13.0]], "region": [["north"], ["south"]]}},
+        {"instances": [{"alcohol": 12.5, "region": "north"}, {"region": "south", "alcohol": 13.0}]},
+        {"dataframe_records": [{"alcohol": 12.5, "region": "north"}, {"alcohol": 13.0, "region": "south"}]},
+        {"dataframe_split": {"columns": ["region", "alcohol"], "data": [["north", 12.5], ["south", 13.0]]}},
+    ]
+    for body in bodies:
+        rows = parse_body(body, COLUMNS, 3)
+        np.testing.assert_array_equal(rows["alcohol"], np.array([[12.5], [13.0]], dtype=np.float32))
+        assert rows["region"].dtype == STRING and rows["region"].tolist() == [["north"], ["south"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"inputs": {"alcohol": [1.0], "region": ["n"]}}, "inputs: missing input 'counts'"),
+        (
+            {"inputs": {"alcohol": [1.0], "region": ["n"], "counts": [[1, 2]], "x": [1]}},
+            "inputs: unknown input 'x'; the model takes alcohol, region, counts",
+        ),
+        (
+            {"inputs": {"alcohol": [1.0, 2.0], "region": ["n"], "counts": [[1, 2]]}},
+            "every input needs the same number of rows, got alcohol 2, region 1, counts 1",
+        ),
+        (
+            {"inputs": {"alcohol": [1.0], "region": [3], "counts": [[1, 2]]}},
+            "input 'region', row 0, field 0: expected a string, got a number",
+        ),
+        (
+            {"inputs": {"alcohol": ["x"], "region": ["n"], "counts": [[1, 2.5]]}},
+            "input 'alcohol', row 0, field 0: expected a number, got a string ('x')",
+        ),
+        (
+            {"inputs": {"alcohol": [1.0], "region": ["n"], "counts": [[1, 2.5]]}},
+            "input 'counts', row 0, field 1: 2.5 is not an integer in the range of int32",
+        ),
+        (
+            {"dataframe_records": [{"alcohol": 1.0}]},
+            "dataframe_records needs a model whose every input is one value a row",
+        ),
+        (
+            {"inputs": [[1.0]]},
+            "inputs must be an object of each input's rows (alcohol, region, counts), got a list",
+        ),
+    ],
+)
+def test_named_inputs_refuse_what_is_wrong_naming_the_input(body: object, expected: str) -> None:
+    assert body_error(body, TABLE).startswith(expected)
+
+
+def test_a_string_input_takes_strings_and_refuses_anything_else() -> None:
+    rows = parse_body({"instances": ["a fine film", "dull"]}, TEXT, 3)["text"]
+    assert rows.dtype == STRING and rows.shape == (2,)
+    assert error([["a fine film"]], TEXT) == "row 0: expected a string, got a list of 1 items"
+    assert error([1], TEXT) == "row 0: expected a string, got a number"
+
+
+def test_several_outputs_answer_each_under_its_name_and_one_output_answers_as_ever() -> None:
+    outputs = {"cultivar": np.array([[0.1, 0.7, 0.2]], F32), "quality": np.array([[6.5]], F32)}
+    body = TABLE.answer(outputs)
+    assert body["outputs"]["cultivar"]["classes"] == ["b"] and body["outputs"]["quality"]["predictions"] == [
+        6.5
+    ]
+    answer = answer_of(answer_model(TABLE), "wine", "3", body)
+    assert answer.model_dump()["outputs"]["cultivar"]["predictions"] == [1]
+    single = answer_of(answer_model(FLAT), "m", "1", FLAT.answer({"y": outputs["cultivar"]}))
+    assert single.model_dump() == {
+        "model": {"name": "m", "version": "1"},
+        "predictions": [1],
+        "probabilities": outputs["cultivar"].astype(np.float64).tolist(),
+    }
+
+
+def test_a_batch_joins_requests_rows_and_splits_their_outputs_back() -> None:
+    first = {"x": np.zeros((1, 4), F32)}
+    second = {"x": np.ones((2, 4), F32)}
+    joined = join_rows([first, second])
+    assert joined["x"].shape == (3, 4)
+    parts = split_outputs({"y": np.arange(3)}, [1, 2])
+    assert [part["y"].tolist() for part in parts] == [[0], [1, 2]]
 
 
 def test_settings_refuse_requests_larger_than_a_batch() -> None:

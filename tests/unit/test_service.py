@@ -42,7 +42,7 @@ def client(service_class: Any) -> Iterator[Any]:
 def test_predict_in_process_equals_the_models_own_predictions(
     service: Any, champion_store: ChampionStore
 ) -> None:
-    answer = asyncio.run(service.predict(champion_store.rows))
+    answer = asyncio.run(service.predict({"pixels": champion_store.rows}))
     np.testing.assert_allclose(answer.probabilities, champion_store.probabilities, rtol=1e-5, atol=1e-6)
     assert answer.predictions == champion_store.probabilities.argmax(axis=1).tolist()
     assert (answer.model.name, answer.model.version) == ("digits-classifier", champion_store.version)
@@ -58,10 +58,16 @@ def test_lineage_names_the_registered_version_and_its_run(
     assert lineage.alias == "champion"
     assert set(lineage.metrics) == {"test_accuracy", "test_macro_f1", "test_log_loss"}
     assert lineage.contract == {
-        "task": "classification",
-        "input": {"dtype": "float32", "shape": [-1, 64]},
-        "output": {"dtype": "float32", "shape": [-1, 10]},
-        "class_names": [str(digit) for digit in range(10)],
+        "inputs": [{"name": "pixels", "dtype": "float32", "shape": [-1, 64]}],
+        "outputs": [
+            {
+                "name": "probabilities",
+                "dtype": "float32",
+                "shape": [-1, 10],
+                "task": "classification",
+                "class_names": [str(digit) for digit in range(10)],
+            }
+        ],
     }
     assert lineage.trained_at and lineage.notebook_sha256
 
@@ -107,7 +113,8 @@ def test_the_worker_loads_the_packaged_model_as_the_service_does(
     model = load_packaged(packaged_champion)
     assert (model.name, model.version, model.flavor) == ("digits-classifier", champion_store.version, "keras")
     assert model.contract.input.shape == (64,) and model.contract.input.dtype == np.float32
-    np.testing.assert_allclose(model.predict(champion_store.rows), champion_store.probabilities, rtol=1e-5)
+    answered = model.predict({"pixels": champion_store.rows})["probabilities"]
+    np.testing.assert_allclose(answered, champion_store.probabilities, rtol=1e-5)
 
 
 def test_the_served_app_times_requests_out_with_the_timer_that_is_cancelled(service_class: Any) -> None:
@@ -118,14 +125,16 @@ def test_the_served_app_times_requests_out_with_the_timer_that_is_cancelled(serv
     assert "TimeoutMiddleware" not in [layer.__name__ for layer in layers]  # BentoML's own
 
 
-def test_the_served_app_batches_predict_with_the_services_dispatcher(service_class: Any) -> None:
-    from _bentoml_impl.server.app import ServiceAppFactory
+def test_concurrent_predictions_are_answered_in_batches_by_one_version(
+    service: Any, champion_store: ChampionStore
+) -> None:
+    """/predict's rows go through the service's own dispatcher: requests that arrive together share a model call."""
+    rows = champion_store.rows
 
-    from service.service import settings
-    from service.serving.dispatcher import BatchDispatcher
+    async def many() -> list[Any]:
+        return await asyncio.gather(*(service.predictions({"pixels": rows[i : i + 1]}) for i in range(8)))
 
-    service_class.inject_config()  # as `to_asgi` does before it builds the app
-    dispatcher = ServiceAppFactory(service_class, is_main=True).dispatchers["predict"]
-    assert isinstance(dispatcher, BatchDispatcher)  # not BentoML's CorkDispatcher
-    assert dispatcher.max_batch_size == settings.max_batch_size
-    assert dispatcher.max_latency_s == settings.max_latency_ms / 1000
+    answered = asyncio.run(many())
+    assert {model.version for model, _ in answered} == {champion_store.version}
+    probabilities = np.concatenate([outputs["probabilities"] for _, outputs in answered])
+    np.testing.assert_allclose(probabilities, champion_store.probabilities[:8], rtol=1e-5, atol=1e-6)

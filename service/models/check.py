@@ -1,0 +1,67 @@
+"""`python -m service.models.check MODEL_DIR ROWS`: load a logged model exactly as the API and the job worker load
+it, in a process of its own, and check that it answers its held-out rows as the notebook's model did.
+
+The pipeline runs it before it registers a version, in a fresh process with nothing of the notebook (no kernel
+globals, no classes registered by its cells, not its folder on the path): a version that loads here loads where
+it is served. It prints nothing and exits 0 when the model passes; it prints why and exits 1 when it does not.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from service.models.contract import ContractError, ModelContract, Outputs
+from service.models.scoring import HeldOut
+
+OUTPUT_RTOL, OUTPUT_ATOL = 1e-3, 1e-4  # the served graph against Keras' own predict_on_batch, in float32
+
+
+def answers_differ(contract: ModelContract, served: Outputs, notebook: Outputs) -> str | None:
+    """How the served answers differ from the notebook's for the same rows; None when they match."""
+    for output in contract.outputs:
+        ours, theirs = served[output.name], notebook[output.name]
+        where = f"output {output.name!r}" if not contract.single_output else "the answers"
+        if ours.shape != theirs.shape:
+            return (
+                f"{where}: shape {list(ours.shape)} where the notebook's model answered {list(theirs.shape)}"
+            )
+        if not np.allclose(ours, theirs, rtol=OUTPUT_RTOL, atol=OUTPUT_ATOL):
+            worst = float(np.max(np.abs(ours - theirs)))
+            return f"{where}: values differ from the notebook's model's by up to {worst:.3g}"
+    return None
+
+
+def check(model_dir: Path, rows: Path) -> str | None:
+    """Why the model in `model_dir` would not serve its held-out rows as trained; None when it would."""
+    from service.models.loader import load_model_dir
+
+    try:
+        model = load_model_dir(model_dir, "candidate", "logged")
+        held = HeldOut.load(rows).named(model.contract)
+        n = len(next(iter(held.x.values())))
+        served = model.contract.check_outputs(model.predict(held.x), n)
+    except ContractError as exc:
+        return str(exc)
+    except Exception as exc:  # what the model's own code or Keras raise while loading: the service would too
+        return f"{type(exc).__name__}: {str(exc)[:600]}"
+    return answers_differ(model.contract, served, held.outputs)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m service.models.check MODEL_DIR ROWS", file=sys.stderr)
+        return 2
+    problem = check(Path(argv[0]), Path(argv[1]))
+    if problem:
+        print(problem, file=sys.stderr)
+    sys.stderr.flush()
+    # Skip the interpreter's teardown of TensorFlow (seconds): the answer is out.
+    os._exit(1 if problem else 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
