@@ -79,7 +79,7 @@ def trained(
     """The example trained once (2 epochs) into a store of its own, packaged and served with its job settings."""
     import mlflow
 
-    from pipeline.evaluation import held_out
+    from service.models.scoring import held_out
 
     example: Example = request.param
     folder = tmp_path_factory.mktemp(example.model_name)
@@ -107,10 +107,11 @@ def trained(
     packaged = pipeline_command(env, "package")
     assert packaged.returncode == 0, packaged.stdout + packaged.stderr
 
-    rows = held_out(client, run_id)
+    held = held_out(client, run_id)  # a single-input, single-output model: one array each
+    (rows,), (outputs,) = held.x.values(), held.outputs.values()
     try:
         with served_service(free_port(), env | {"WORKERS": "1"}, folder / "service.log") as url:
-            yield Trained(example, url, run_id, done.stdout, rows.x[:ROWS], rows.outputs[:ROWS], env)
+            yield Trained(example, url, run_id, done.stdout, rows[:ROWS], outputs[:ROWS], env)
     finally:
         delete_queues(settings)
 

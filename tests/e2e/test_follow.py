@@ -193,8 +193,9 @@ def test_api_and_worker_follow_the_alias_and_refuse_what_would_break_serving(
         traffic.stop.set()
         sender.join(timeout=30)
 
-    assert "contract is not the served one: input float32 [-1, 32] against float32 [-1, 64]" in refused(
-        client, "3"
+    assert (
+        "contract is not the served one: inputs pixels float32 [-1, 32] against pixels float32 [-1, 64]"
+        in refused(client, "3")
     )
     assert refused(client, "4").startswith("cannot be loaded")
     assert serving(client)["current_version"] == "1" and serving(client)["last_switch"]["to"] == "1"

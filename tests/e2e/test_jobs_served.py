@@ -57,6 +57,8 @@ def served(
     with pytest.MonkeyPatch.context() as patch:
         for key, value in settings_env(settings).items():  # read by the workers BentoML starts
             patch.setenv(key, value)
+        # What `./noxw -s serve` sets: the packaged version to serve.
+        patch.setenv("MODEL_TAG", packaged_champion)
         server = bentoml.serve(
             "service.service:PredictionService", host="127.0.0.1", port=port, working_dir=str(PROJECT_ROOT)
         )

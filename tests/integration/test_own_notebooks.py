@@ -119,7 +119,7 @@ notebook.end_run()
 def test_a_model_whose_output_does_not_fit_the_task_is_refused_in_its_cell(store: Path) -> None:
     with pytest.raises(
         NotebookFailed,
-        match=r"ContractError: output 'dense': a classification output answers probabilities in \[0, 1\]|must sum to 1",
+        match=r"ContractError: output 'outputs': a classification output answers probabilities in \[0, 1\]|must sum to 1",
     ):
         run(store, "linear", WINE.replace("ACTIVATION", '"linear"') + LOG, model="nothing")
     assert versions(store, "nothing") == []
