@@ -9,6 +9,7 @@ API checks a version the same way.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,20 +45,43 @@ def load(model_dir: Path, name: str, version: str) -> LoadedModel:
         raise PipelineError(f"the logged model cannot be served: {exc}") from None
 
 
-def check_where_served(model_dir: Path, rows: Path) -> None:
-    """Load the logged model as the service does, in a fresh process that has nothing of the notebook
-    (service.models.check), and have it answer the held-out rows as the notebook's model did; a PipelineError
-    saying why otherwise."""
-    with tempfile.TemporaryDirectory() as empty:  # the current folder: not the notebook's, whose modules the
-        done = subprocess.run(  # model must bring in its own code
-            [sys.executable, "-m", "service.models.check", str(model_dir), str(rows)],
-            cwd=empty,
+class WhereServed:
+    """The check where the model is served (service.models.check), its process started ahead: a fresh Python
+    with nothing of the notebook, not even its folder (its current folder is an empty one), that imports what
+    the service imports while the kernel trains, and checks one logged model when asked."""
+
+    def __init__(self) -> None:
+        self._empty = tempfile.TemporaryDirectory()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "service.models.check", "-"],
+            cwd=self._empty.name,
             env={**QUIET_ENV, **os.environ, "PYTHONPATH": ""},
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
         )
-    if done.returncode != 0:
-        problem = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
-        raise PipelineError(
-            f"the logged model does not serve where it is served: {problem}; nothing registered"
-        )
+
+    def __enter__(self) -> WhereServed:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def check(self, model_dir: Path, rows: Path) -> None:
+        """Load the logged model as the service does and have it answer the held-out rows as the notebook's
+        model did; a PipelineError saying why otherwise."""
+        _, stderr = self._process.communicate(json.dumps([str(model_dir), str(rows)]) + "\n")
+        if self._process.returncode != 0:
+            problem = (
+                stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {self._process.returncode}"
+            )
+            raise PipelineError(
+                f"the logged model does not serve where it is served: {problem}; nothing registered"
+            )
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+        self._empty.cleanup()

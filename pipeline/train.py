@@ -1,7 +1,9 @@
 """`python -m pipeline train`: execute the notebook with papermill, track it, register and gate the model.
 
 The kernel starts first and spends its first seconds importing TensorFlow; meanwhile this process connects
-to MLflow. The notebook starts the MLflow run itself, tagged with this invocation's id, by which it is found.
+to MLflow, and the process that checks the logged model where nothing of the notebook is (pipeline.evaluation)
+imports what the service imports. The notebook starts the MLflow run itself, tagged with this invocation's
+id, by which it is found.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
     # migrating one SQLite file at once fail ("duplicate column name"). An existing store is only opened,
     # meanwhile the kernel imports TensorFlow.
     client = tracking.connect(settings) if _new_embedded_store(settings) else None
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool, evaluation.WhereServed() as where_served:
         execution = pool.submit(_execute, settings, executed, values, invocation, progress_bar)
         client = client or tracking.connect(settings)
         try:
@@ -82,7 +84,7 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
         # The HTML report (seconds of nbconvert) is made while the version is registered and gated.
         report = pool.submit(html_report, executed)
         try:
-            contract, rows, metric = _checked(client, settings, found, executed)
+            contract, rows, metric = _checked(client, settings, found, executed, where_served)
         except PipelineError:
             _fail(client, run_id, tags, executed)
             raise
@@ -103,7 +105,11 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
 
 
 def _checked(
-    client: MlflowClient, settings: PipelineSettings, found: Run, executed: Path
+    client: MlflowClient,
+    settings: PipelineSettings,
+    found: Run,
+    executed: Path,
+    where_served: evaluation.WhereServed,
 ) -> tuple[ModelContract, HeldOut, str]:
     """The run's model, its held-out rows, its contract and the gate metric, once the model was loaded where
     nothing of the notebook is, as the service loads it, and answered its rows as in the notebook. Anything else
@@ -120,7 +126,7 @@ def _checked(
             contract = read_contract(model_dir)
         except ContractError as exc:
             raise PipelineError(f"the logged model cannot be served: {exc}") from None
-        evaluation.check_where_served(model_dir, rows_file)
+        where_served.check(model_dir, rows_file)
         rows = HeldOut.load(rows_file)
     metric = settings.gate_metric or metrics.default_gate_metric(contract)
     if metric not in found.data.metrics:

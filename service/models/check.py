@@ -4,10 +4,16 @@ it, in a process of its own, and check that it answers its held-out rows as the 
 The pipeline runs it before it registers a version, in a fresh process with nothing of the notebook (no kernel
 globals, no classes registered by its cells, not its folder on the path): a version that loads here loads where
 it is served. It prints nothing and exits 0 when the model passes; it prints why and exits 1 when it does not.
+
+`python -m service.models.check -` is the same check started ahead: it imports what the service imports
+(TensorFlow: seconds) at once, then reads `MODEL_DIR ROWS` as a JSON list from one line of stdin. The pipeline
+starts it beside the kernel, so the import is paid while the kernel imports its own, not after training. An
+empty stdin (the pipeline stopped first) ends it quietly.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -52,8 +58,22 @@ def check(model_dir: Path, rows: Path) -> str | None:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["-"]:
+        from service.models import loader  # noqa: F401 - what loading needs, imported before it is needed
+        from service.models.quiet import quiet
+
+        quiet()
+        import mlflow.keras  # noqa: F401
+        import tensorflow  # noqa: F401
+
+        line = sys.stdin.readline()
+        if not line.strip():
+            os._exit(0)
+        argv = json.loads(line)
     if len(argv) != 2:
-        print("usage: python -m service.models.check MODEL_DIR ROWS", file=sys.stderr)
+        print(
+            "usage: python -m service.models.check MODEL_DIR ROWS (or -, then both on stdin)", file=sys.stderr
+        )
         return 2
     problem = check(Path(argv[0]), Path(argv[1]))
     if problem:
