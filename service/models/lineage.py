@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from service.models.metrics import base_metric
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
 TAG_PREFIX = "nbship."  # every MLflow tag nbship writes on runs and versions
 NOTEBOOK_SHA_TAG = f"{TAG_PREFIX}notebook_sha256"
-METRIC_PREFIX = "test_"  # a run's held-out scores
+METRIC_PREFIX = "test_"  # a run's held-out scores: `test_accuracy`, or an output's `cultivar/test_accuracy`
 
 
 class ModelLineage(BaseModel):
@@ -50,7 +52,11 @@ def lineage_of_version(client: MlflowClient, version: ModelVersion, alias: str) 
         version=str(version.version),
         alias=alias,
         run_id=run_id,
-        metrics={key: value for key, value in run.data.metrics.items() if key.startswith(METRIC_PREFIX)},
+        metrics={
+            key: value
+            for key, value in run.data.metrics.items()
+            if base_metric(key).startswith(METRIC_PREFIX)
+        },
         trained_at=started.isoformat(timespec="seconds"),
         notebook_sha256=tags.get(NOTEBOOK_SHA_TAG),
         git_commit=tags.get("mlflow.source.git.commit"),
