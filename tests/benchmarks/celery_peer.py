@@ -56,7 +56,7 @@ class Predict(Task):
 
     def run(self, rows: list[list[float]], submitted_at: float) -> dict[str, Any]:
         contract = self.model.contract
-        outputs = self.model.predict(np.asarray(rows, dtype=contract.input.dtype))
+        outputs = self.model.predict({contract.input.name: np.asarray(rows, dtype=contract.input.dtype)})
         return {"answer": contract.answer(outputs), "submitted_at": submitted_at}
 
 

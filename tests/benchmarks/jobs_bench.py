@@ -56,7 +56,8 @@ from support.job_servers import ensure_broker, fresh_job_settings, nx_server, se
 from support.processes import descendants, free_port, http_ok, running, wait_until
 
 from service.jobs.queue import JobMessage, connection_parameters, declare_queues
-from service.jobs.store import JobStore, connect_store
+from service.jobs.store import JobStore, connect_store, decode_rows
+from service.models.contract import conform_rows
 from service.settings import JobSettings
 
 CASES = ("job workers", "classic workers (tutorial)", "Celery")
@@ -96,8 +97,9 @@ class ClassicWorker:
         jobs = self._store._jobs
         job_id = JobMessage.decode(body).job_id
         document = jobs.find_one({"_id": job_id}, {"inputs": 1, "n_rows": 1})
-        rows = np.frombuffer(document["inputs"], dtype="<f4").reshape(document["n_rows"], -1)
-        result = self._model.contract.answer(self._model.predict(rows))
+        contract = self._model.contract
+        rows = conform_rows(contract, decode_rows(document))
+        result = contract.answer(self._model.predict(rows))
         jobs.update_one(
             {"_id": job_id},
             {"$set": {"status": "succeeded", "result": result}, "$currentDate": {"finished_at": True}},

@@ -108,7 +108,7 @@ def metric_costs() -> tuple[float, float]:
     import mlflow
 
     split = load_split()
-    contract = ModelContract(
+    contract = ModelContract.single(
         "classification",
         Tensor((64,), np.dtype("float32")),
         Tensor((10,), np.dtype("float32")),
@@ -133,5 +133,5 @@ def metric_costs() -> tuple[float, float]:
                     data=frame, predictions="prediction", targets="target", model_type="classifier"
                 )
 
-    by_hand = seconds(lambda: metrics.score(contract, outputs, split.y_test))
+    by_hand = seconds(lambda: metrics.score(contract, {contract.output.name: outputs}, split.y_test))
     return by_hand, seconds(evaluate)

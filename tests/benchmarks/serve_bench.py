@@ -44,10 +44,11 @@ from support.processes import stop
 
 CONCURRENCY = (1, 8, 64)
 WORKERS = 2
-SERVERS = ("batched", "unbatched", "noop", "mlflow", "flask", "bentoml-mlflow")
+SERVERS = ("batched", "infer", "unbatched", "noop", "mlflow", "flask", "bentoml-mlflow")
 # The server process each label is measured on (the no-op is an API of the batched service), and its paths.
 PROCESSES = {
-    "batched": {"batched": "/predict", "noop": "/noop"},
+    # `infer`: the Open Inference Protocol's, on the same service (its path names the model: see `path_of`).
+    "batched": {"batched": "/predict", "infer": "/v2/models/{model}/infer", "noop": "/noop"},
     "unbatched": {"unbatched": "/predict"},
     "mlflow": {"mlflow": "/invocations"},
     "flask": {"flask": "/predict"},
@@ -246,15 +247,26 @@ def import_for_peer(subject: Subject) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def infer_body(subject: Subject, row: list[float]) -> str:
+    """The same row as an Open Inference Protocol request to the model's one input."""
+    from service.models.contract import read_contract
+
+    tensor = read_contract(subject.model_dir).input
+    return json.dumps(
+        {"inputs": [{"name": tensor.name, "shape": [1, len(row)], "datatype": "FP32", "data": row}]}
+    )
+
+
 TIME_SINGLE_ROW = """
 import sys, time, numpy as np
 from pathlib import Path
 from service.models.loader import load_model_dir
 model = load_model_dir(Path(sys.argv[1]), "m", "1")
-row = np.zeros((1, *model.contract.input.shape), model.contract.input.dtype)
+tensor = model.contract.input
+rows = {tensor.name: np.zeros((1, *tensor.shape), tensor.dtype)}
 started = time.perf_counter()
 for _ in range(50):
-    model.predict(row)
+    model.predict(rows)
 print((time.perf_counter() - started) / 50 * 1000)
 """
 
@@ -265,7 +277,8 @@ print((time.perf_counter() - started) / 50 * 1000)
 def measure(
     subject: Subject, work: Path, duration: int, servers: list[str], concurrencies: list[int], run: int
 ) -> list[Point]:
-    body = json.dumps({"instances": [[float(v % 17) for v in range(64)]]})
+    row = [float(v % 17) for v in range(64)]
+    predict_body = json.dumps({"instances": [row]})
     points: list[Point] = []
     for process, labels in PROCESSES.items():
         paths = {label: path for label, path in labels.items() if label in servers}
@@ -274,6 +287,8 @@ def measure(
         port = free_port()
         with serve(process, subject, port, work) as (url, pid):
             for label, path in paths.items():
+                path = path.format(model=subject.env["MODEL_NAME"])
+                body = infer_body(subject, row) if label == "infer" else predict_body
                 warm(url + path, body, work)
                 for concurrency in concurrencies:
                     cpu_before = tree_cpu_s(pid)
@@ -493,6 +508,7 @@ def free_port() -> int:
 
 TARGETS = [  # (name, model, server, its baseline in the same round, goal)
     ("digits: /predict / no-op ceiling", "digits", "batched", "noop", 0.85),
+    ("digits: Open Inference Protocol infer / /predict", "digits", "infer", "batched", 0.95),
     ("digits: /predict / BentoML's MLflow example", "digits", "batched", "bentoml-mlflow", 3.0),
     ("digits: /predict / mlflow models serve", "digits", "batched", "mlflow", 20.0),
     ("heavy: batched / unbatched", "heavy", "batched", "unbatched", 3.0),
