@@ -45,12 +45,13 @@ def rows_of(x: Any, names: Sequence[str]) -> Rows:
     return rows
 
 
-def feed(model: Any, contract: ModelContract, rows: Rows) -> Any:
-    """What the model is called with: the tensor for a functional model of one input, else the dict."""
+def feed(model: Any, contract: ModelContract, rows: Rows, named: bool) -> Any:
+    """What the model is called with: the tensor for a functional model of one input, else the dict; a
+    subclassed model as the notebook handed its rows (`named`: a dict by input name)."""
     try:
         structure = model.input
-    except (AttributeError, ValueError):  # subclassed: it is called as the notebook's rows are shaped
-        return rows
+    except (AttributeError, ValueError):
+        return rows if named or not contract.single_input else rows[contract.input.name]
     if isinstance(structure, dict) or not contract.single_input:
         return rows
     return rows[contract.input.name]

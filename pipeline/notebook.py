@@ -122,7 +122,9 @@ def log_model(
     if n < 2:
         raise ContractError("log_model needs at least two held-out rows to score the model on")
     code = modules_to_ship(model)  # before anything is logged: a model a service could not load is refused
-    outputs = contract.check_outputs(model.predict_on_batch(feed(model, contract, rows)), n)
+    outputs = contract.check_outputs(
+        model.predict_on_batch(feed(model, contract, rows, isinstance(x_test, Mapping))), n
+    )
     scores = metrics.score(contract, outputs, targets)
     mlflow.log_metrics(scores)
     _log_evaluation(contract, HeldOut(rows, targets, outputs))

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 
 ROWS = 20  # held-out rows sent per request (at most MAX_ROWS, 64)
 RTOL, ATOL = 1e-4, 1e-5
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def test_openapi_predict_request_shows_the_row_shape(client: httpx.Client, train
     for size in trained.example.input_shape[1:]:
         assert row["type"] == "array" and (row["minItems"], row["maxItems"]) == (size, size), row
         row = row["items"]
-    assert row == {"type": "number"}
+    assert row == {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}  # float32's range
     if trained.example.feature_names:
         records = schema["properties"]["dataframe_records"]["items"]
         assert records["required"] == list(trained.example.feature_names)

@@ -199,3 +199,32 @@ def _bentoml_worker(process: Any) -> bool:
         return "--fd" in process.cmdline()
     except psutil.Error:  # ended meanwhile
         return False
+
+
+SERVING_DOC = (PROJECT_ROOT / "docs" / "serving.md").read_text()
+
+
+def test_the_open_inference_examples_of_docs_serving_answer_as_predict_does(
+    url: str, client: httpx.Client, champion_store: ChampionStore
+) -> None:
+    """docs/serving.md's `/v2` curl body and its tritonclient snippet, run as they are shown, against the served
+    digits model: the same probabilities as /predict's."""
+    import json
+    import re
+
+    body = re.search(r"/v2/models/digits-classifier/infer .*?-d '(\{.*?\})'", SERVING_DOC, re.S)
+    assert body, "docs/serving.md shows an infer request"
+    row = json.loads(body.group(1))["inputs"][0]["data"]
+    predicted = client.post("/predict", json={"instances": [row]}).json()["probabilities"]
+    inferred = client.post("/v2/models/digits-classifier/infer", content=body.group(1))
+    assert inferred.status_code == 200, inferred.text
+    (output,) = inferred.json()["outputs"]
+    np.testing.assert_allclose(output["data"], predicted[0], rtol=1e-5, atol=1e-6)
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+
+    snippet = re.search(r"```python\n(import tritonclient.*?)```", SERVING_DOC, re.S)
+    assert snippet, "docs/serving.md shows a tritonclient call"
+    code = snippet.group(1).replace('"127.0.0.1:3000"', repr(url.removeprefix("http://")))
+    scope: dict[str, Any] = {"rows": champion_store.rows[:3]}
+    exec(code, scope)  # the documented snippet itself
+    np.testing.assert_allclose(scope["probabilities"], champion_store.probabilities[:3], rtol=1e-5, atol=1e-6)

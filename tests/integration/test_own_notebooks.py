@@ -125,6 +125,86 @@ def test_a_model_whose_output_does_not_fit_the_task_is_refused_in_its_cell(store
     assert versions(store, "nothing") == []
 
 
+DOUBLED = """@keras.saving.register_keras_serializable(package="own")
+class Doubled(keras.layers.Layer):
+    def call(self, inputs):
+        return FACTOR * inputs
+"""
+
+
+def with_layer(prelude: str) -> str:
+    """WINE with the Doubled layer after the normalisation, defined or imported by `prelude`."""
+    code = WINE.replace("ACTIVATION", '"softmax"').replace("norm(inputs)", "Doubled()(norm(inputs))")
+    return code.replace("import keras\n", f"import keras\n{prelude}", 1) + LOG
+
+
+def test_a_custom_layer_defined_in_a_cell_is_refused_saying_where_to_move_it(store: Path) -> None:
+    with pytest.raises(
+        NotebookFailed, match=r"class 'Doubled' is defined in the notebook itself; move it to a module beside"
+    ):
+        run(store, "layer_in_cell", with_layer("FACTOR = 2\n" + DOUBLED), model="nothing")
+    assert versions(store, "nothing") == []
+
+
+def test_a_layer_module_that_needs_what_does_not_ship_is_refused_by_the_check_where_served(
+    store: Path,
+) -> None:
+    """The module beside the notebook ships; the module it imports in turn does not (it is not the model's
+    code). The notebook's kernel, whose folder has both, trains and logs; the fresh process that loads the model
+    as the service does, in an empty folder, cannot, and nothing is registered."""
+    (store / "scale_factor.py").write_text("FACTOR = 2\n")
+    (store / "own_layers.py").write_text("import keras\nfrom scale_factor import FACTOR\n\n\n" + DOUBLED)
+    with pytest.raises(
+        PipelineError, match=r"does not serve where it is served: .*scale_factor.*; nothing registered"
+    ):
+        run(store, "layer_module", with_layer("from own_layers import Doubled\n"), model="nothing")
+    assert versions(store, "nothing") == []
+
+
+SUBCLASSED = """import keras
+
+
+@keras.saving.register_keras_serializable(package="own")
+class TwoLayers(keras.Model):
+    def __init__(self, classes=3, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = classes
+        self.scale = keras.layers.Normalization()
+        self.hidden = keras.layers.Dense(16, activation="relu")
+        self.answer = keras.layers.Dense(classes, activation="softmax")
+
+    def call(self, inputs):
+        return self.answer(self.hidden(self.scale(inputs)))
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes}
+"""
+
+
+def test_a_subclassed_model_in_a_module_beside_the_notebook_is_registered_and_loads_where_served(
+    store: Path,
+) -> None:
+    """No input layer to read its contract from: it is read from the rows it is handed and what it answers. Its
+    class ships with it and loads in the fresh process of the check."""
+    (store / "own_models.py").write_text(SUBCLASSED)
+    code = WINE.replace("ACTIVATION", '"softmax"').replace(
+        "import keras\n", "import keras\nfrom own_models import TwoLayers\n", 1
+    )
+    built = code.index("inputs = keras.Input")
+    code = (
+        code[:built]
+        + """model = TwoLayers()
+model.scale.adapt(x_train)
+model.compile(optimizer=keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy")
+model.fit(x_train, y_train, epochs=epochs, verbose=0)
+"""
+        + LOG
+    )
+    _, outcome = run(store, "subclassed", code, model="subclassed")
+    assert outcome.decision.promote, outcome
+    assert versions(store, "subclassed") == ["1"]
+
+
 def test_own_classifier_then_other_rows_then_another_contract(store: Path) -> None:
     settings, first = run(store, "wine", WINE.replace("ACTIVATION", '"softmax"') + LOG, split_seed="1")
     assert first.decision.promote and first.decision.metric == "test_accuracy"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,11 +18,14 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def service_class(packaged_champion: str) -> Any:
-    os.environ["MODEL_TAG"] = packaged_champion  # what `./noxw -s serve` sets: the packaged version to serve
-    from service.service import PredictionService
+def service_class(packaged_champion: str) -> Iterator[Any]:
+    """The service's class, with MODEL_TAG set (what `./noxw -s serve` sets: the packaged version to serve) for
+    this module's tests only: later tests copy os.environ into the servers they start."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODEL_TAG", packaged_champion)
+        from service.service import PredictionService  # its settings are read at import
 
-    return PredictionService
+        yield PredictionService
 
 
 @pytest.fixture(scope="module")
