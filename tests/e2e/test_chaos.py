@@ -52,16 +52,24 @@ def test_killed_workers_and_restarted_servers_lose_no_job_and_write_none_twice(
 FREQUENT = dataclasses.replace(frequent_kills(ChaosConfig()), jobs=600, rate=20)
 
 
+PHASES = 3  # at most: a phase whose kills all missed a job in hand proves nothing about lost leases
+
+
 def test_workers_killed_with_jobs_in_hand_cost_leases_not_prediction_attempts(
     champion_store: ChampionStore, packaged_champion: str, amqp_url: str, tmp_path: Path
 ) -> None:
-    result = run_phase(FREQUENT, champion_store.env(), tmp_path, amqp_url)
-    print(f"frequent kills: {len(result.faults)} kills, lost leases {result.lease_losses}")
-
-    # Not vacuous: kills took jobs with them (their leases ran out and other workers took them over).
-    assert result.count("worker killed") >= 2, result.faults
-    assert result.reclaimed > 0, f"no kill cost a lease: {result.lease_losses}"
-    # One prediction attempt a job: a lost lease that spent one would have failed its job.
-    assert result.problems() == [], f"{result.problems()} (logs: {result.logs})"
-    assert result.statuses == {"succeeded": FREQUENT.jobs}
-    assert result.attempts == {1: FREQUENT.jobs}
+    """The contract is checked in every phase; a phase is run again when its kills, chosen while jobs are running
+    (on a loaded machine a kill can land between batches), took no job with them."""
+    lost: list[dict[int, int]] = []
+    for phase in range(PHASES):
+        result = run_phase(FREQUENT, champion_store.env(), tmp_path / f"phase-{phase}", amqp_url)
+        print(f"frequent kills: {len(result.faults)} kills, lost leases {result.lease_losses}")
+        # One prediction attempt a job: a lost lease that spent one would have failed its job.
+        assert result.problems() == [], f"{result.problems()} (logs: {result.logs})"
+        assert result.statuses == {"succeeded": FREQUENT.jobs}
+        assert result.attempts == {1: FREQUENT.jobs}
+        assert result.count("worker killed") >= 2, result.faults
+        lost.append(result.lease_losses)
+        if result.reclaimed > 0:  # not vacuous: kills took jobs with them, which other workers took over
+            return
+    pytest.fail(f"in {PHASES} phases no kill cost a lease: {lost}")
