@@ -49,12 +49,10 @@ def feed(model: Any, contract: ModelContract, rows: Rows, named: bool) -> Any:
     """What the model is called with: the tensor for a functional model of one input, else the dict; a
     subclassed model as the notebook handed its rows (`named`: a dict by input name)."""
     try:
-        structure = model.input
-    except (AttributeError, ValueError):
-        return rows if named or not contract.single_input else rows[contract.input.name]
-    if isinstance(structure, dict) or not contract.single_input:
-        return rows
-    return rows[contract.input.name]
+        takes_dict = isinstance(model.input, dict)
+    except (AttributeError, ValueError):  # subclassed: no input structure to ask
+        takes_dict = named
+    return rows if takes_dict or not contract.single_input else rows[contract.input.name]
 
 
 def contract_of(
