@@ -40,6 +40,7 @@ from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
+from support.broker_share import RESTARTS_BROKER, holding_broker  # noqa: E402
 from support.processes import stop_all, stop_orphans  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +61,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _interrupted(*_: object) -> None:
     raise KeyboardInterrupt
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """A test that uses the machine's RabbitMQ holds it shared with the run's other process, one that restarts it
+    (marked `restarts_broker`) holds it alone: from the setup of the fixtures it is the first to need to their
+    teardown (tests/support/broker_share.py)."""
+    if "amqp_url" not in getattr(item, "fixturenames", ()):
+        return (yield)
+    with holding_broker(alone=item.get_closest_marker(RESTARTS_BROKER) is not None):
+        return (yield)
 
 
 @pytest.hookimpl(trylast=True)
