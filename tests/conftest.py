@@ -74,6 +74,24 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
 
 
+_SECONDS_BY_FILE: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Setup, call and teardown of every test, added up by file (module and session fixtures count in the first
+    test that needs them), for the table of docs/testing.md."""
+    path = report.nodeid.split("::", 1)[0]
+    _SECONDS_BY_FILE[path] = _SECONDS_BY_FILE.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    slowest = sorted(_SECONDS_BY_FILE.items(), key=lambda item: -item[1])[:10]
+    if slowest and sum(_SECONDS_BY_FILE.values()) > 60:
+        terminalreporter.section("slowest files (minutes, fixtures included)")
+        for path, seconds in slowest:
+            terminalreporter.write_line(f"{seconds / 60:6.1f}  {path}")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """After the fixtures' own teardown: any server still running (a run interrupted mid-start) is stopped."""
