@@ -74,6 +74,29 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
 
 
+# Files that share an expensive session fixture run in the same test process, which then makes it once: the
+# served service with API keys (`keyed_service`, a `bentoml serve` of its own). Every other file is its own unit.
+SHARING_A_SERVER = {
+    "tests/e2e/test_access_served.py": "keyed_service",
+    "tests/e2e/test_docs_page_browser.py": "keyed_service",
+    "tests/fuzz/test_fuzz_served.py": "keyed_service",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile` (noxfile.py), with the files of SHARING_A_SERVER handed to one process as one unit."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharingScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SHARING_A_SERVER.get(path, path)
+
+    return SharingScheduling(config, log)
+
+
 _SECONDS_BY_FILE: dict[str, float] = {}
 
 

@@ -40,6 +40,7 @@ import httpx
 import numpy as np
 import pytest
 from pymongo import MongoClient
+from support.containers import RUN_OPTIONS
 from support.compose import (
     ROOT,
     ComposeProject,
@@ -261,10 +262,7 @@ def assert_the_image_as_built(stack: Stack) -> None:
     assert size <= MAX_IMAGE_BYTES, f"the image weighs {size / 1e9:.2f} GB (docs/benchmarks/image.md)"
     assert in_container(stack, "api", "id", "-un").strip() == "bentoml"
     assert in_container(stack, "worker", "id", "-u").strip() != "0"
-    base_bundle = podman(
-        "run", "--rm", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--entrypoint", "sha256sum",
-        base_image_name(), SYSTEM_CA_BUNDLE,
-    )  # fmt: skip
+    base_bundle = podman("run", "--rm", *RUN_OPTIONS, "--entrypoint", "sha256sum", base_image_name(), SYSTEM_CA_BUNDLE)
     assert in_container(stack, "api", "sha256sum", SYSTEM_CA_BUNDLE).strip() == base_bundle.strip()
     config = podman("image", "inspect", "--format", "{{json .Config.Env}}", image)
     assert "PASSWORD" not in config and "API_KEYS" not in config and "SECRET" not in config
