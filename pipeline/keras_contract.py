@@ -143,8 +143,11 @@ def _generated(layer: Any) -> bool:
 
 def _tensor(name: str, keras_tensor: Any) -> Tensor:
     shape = tuple(keras_tensor.shape)
-    if not shape or shape[0] is not None:
-        raise ContractError(f"tensor {name!r} of shape {shape} has no batch dimension first")
+    if not shape:
+        raise ContractError(f"tensor {name!r} is one value, not a batch of rows")
+    # The first dimension is the batch. Keras records a size there only when it built the model from a batch (a
+    # Sequential without keras.Input, built by its first fit: 32 rows in batches of 16 make it 16); the model
+    # answers any number of rows all the same, and the check where served proves it before registering.
     if any(d is None for d in shape[1:]):
         raise ContractError(
             f"tensor {name!r} of shape {shape} has unknown dimensions besides the batch; nbship serves fixed shapes"
