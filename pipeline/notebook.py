@@ -191,8 +191,9 @@ def _check_targets(output: Output, targets: np.ndarray, n_rows: int, where: str)
     if len(targets) != n_rows:
         raise ContractError(f"{n_rows} test rows but {len(targets)} targets in {where}")
     if output.task != "classification" and targets.dtype.kind not in "iufb":
+        what = "strings" if targets.dtype.kind in "OUS" else f"{targets.dtype.name} values"
         raise ContractError(
-            f"{where} holds {targets.dtype.name} values; the targets of a {output.task} output are numbers"
+            f"{where} holds {what}; the targets of a {output.task} output are numbers"
             + (" (0 or 1 for each class of a row)" if output.task == "multilabel" else "")
         )
     if output.task == "classification":
