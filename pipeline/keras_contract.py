@@ -99,7 +99,8 @@ def _structure(model: Any, which: str) -> Any:
     Asked of the graph, never of `model.input`/`model.output`: those are a layer's first call, and a `Sequential`
     is never called itself (it builds a functional graph of its layers, `_functional`), so they raise where
     `model.inputs`/`model.outputs` answer. The plural forms are flat lists; the structure the graph was built
-    with (`_inputs_struct`, Keras's own for `model.input`) keeps a dict's names."""
+    with (`_inputs_struct`, Keras's own for `model.input`) keeps a dict's names. Both are Keras internals: the
+    Sequential and dict rows of tests/integration/test_model_zoo.py fail if an upgrade moves them."""
     import keras
 
     try:
