@@ -33,11 +33,12 @@ RTOL, ATOL = 1e-4, 1e-5  # the served graph against Keras's own predict_on_batch
 
 @dataclass(frozen=True)
 class Logged:
-    model_dir: Path | None  # None: refused
-    rows: Path | None  # the run's held-out rows, as the check where served reads them
-    keras: Any  # the notebook model's own answers for its held-out rows
     x_test: Any
-    refusal: str | None = None
+    model_uri: str | None  # what the run logged (None: no model)
+    refusal: str | None = None  # what log_model said, refusing it
+    model_dir: Path | None = None
+    rows: Path | None = None  # the run's held-out rows, as the check where served reads them
+    keras: Any = None  # the notebook model's own answers for its held-out rows
     where_served: str | None = None  # why the check where served refused it; None when it passed
 
 
@@ -65,22 +66,27 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Logged]]
             code = write_code(folder / "notebook")
             for form in FORMS:
                 notebook = form.build(code)
+                refusal = None
                 with mlflow.start_run(experiment_id=experiment) as run:
                     try:
                         notebook.log()
                     except ContractError as exc:
-                        logged[form.id] = Logged(None, None, None, notebook.x_test, str(exc))
-                        assert MODEL_URI_TAG not in client.get_run(run.info.run_id).data.tags
-                        continue
-                uri = client.get_run(run.info.run_id).data.tags[MODEL_URI_TAG]
-                logged[form.id] = Logged(
-                    download_model(client, uri, folder / form.id / "model"),
-                    evaluation.held_out_rows(client, run.info.run_id, folder / form.id),
-                    notebook.answers(),
-                    notebook.x_test,
-                )
-            served = [form_id for form_id, found in logged.items() if found.model_dir]
-            problems = where_served.problems([(logged[i].model_dir, logged[i].rows) for i in served])  # type: ignore[misc]
+                        refusal = str(exc)
+                uri = client.get_run(run.info.run_id).data.tags.get(MODEL_URI_TAG)
+                logged[form.id] = Logged(notebook.x_test, uri, refusal)
+                if uri is not None and refusal is None:
+                    logged[form.id] = replace(
+                        logged[form.id],
+                        model_dir=download_model(client, uri, folder / form.id / "model"),
+                        rows=evaluation.held_out_rows(client, run.info.run_id, folder / form.id),
+                        keras=notebook.answers(),
+                    )
+            served = {
+                form_id: (found.model_dir, found.rows)
+                for form_id, found in logged.items()
+                if found.model_dir is not None and found.rows is not None
+            }
+            problems = where_served.problems(list(served.values()))
         for form_id, problem in zip(served, problems, strict=True):
             logged[form_id] = replace(logged[form_id], where_served=problem)
         yield logged
@@ -126,7 +132,7 @@ def predictions(loaded: Any) -> Any:
     )
 
 
-def assert_same(contract: ModelContract, served: Outputs, keras: Outputs) -> float:
+def assert_same(served: Outputs, keras: Outputs) -> float:
     """Every output by name as the notebook's model answered; the largest difference."""
     assert sorted(served) == sorted(keras)
     for name, values in keras.items():
@@ -138,11 +144,11 @@ def assert_same(contract: ModelContract, served: Outputs, keras: Outputs) -> flo
 def test_form(zoo: dict[str, Logged], form: Form) -> None:
     found = zoo[form.id]
     if form.refused is not None:
-        assert found.refusal is not None and found.model_dir is None, f"{form.id} was logged"
-        assert re.search(form.refused, found.refusal), found.refusal
+        assert found.refusal is not None and re.search(form.refused, found.refusal), found.refusal
+        assert found.model_uri is None, "a refused model was logged"
         return
     assert found.refusal is None, found.refusal
-    assert found.model_dir is not None
+    assert found.model_dir is not None, "no model logged"
     assert found.where_served is None, found.where_served
     from starlette.testclient import TestClient
 
@@ -160,7 +166,7 @@ def test_form(zoo: dict[str, Logged], form: Form) -> None:
     )
     answered_by, outputs = asyncio.run(predictions(loaded)(rows))
     assert answered_by is loaded
-    worst = assert_same(contract, outputs, keras)
+    worst = assert_same(outputs, keras)
 
     # The Open Inference Protocol's infer, on its own app as the service mounts it.
     app = inference_app(64, platform="tensorflow_keras")
@@ -172,5 +178,5 @@ def test_form(zoo: dict[str, Logged], form: Form) -> None:
         output["name"]: np.asarray(output["data"]).reshape(output["shape"])
         for output in response.json()["outputs"]
     }
-    worst = max(worst, assert_same(contract, inferred, keras))
+    worst = max(worst, assert_same(inferred, keras))
     print(f"{form.id}: served, largest difference {worst:.2g}")
