@@ -3,6 +3,8 @@
 
 notebooks/examples/diabetes_regressor.ipynb  regression, 10 named features: [-1, 10] -> [-1, 1]
 notebooks/examples/digits_conv2d.ipynb       classification of 8x8x1 images: [-1, 8, 8, 1] -> [-1, 10]
+notebooks/examples/iris_sequential.ipynb     Keras's getting-started `Sequential` (Normalization, Dropout):
+                                             [-1, 4] -> [-1, 3], the classes by name
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Example:
     task: str
     input_shape: list[int]  # with the batch dimension, as GET /model shows it
     feature_names: tuple[str, ...] | None = None
+    class_names: tuple[str, ...] = tuple(str(digit) for digit in range(10))
 
 
 def _diabetes_features() -> tuple[str, ...]:
@@ -56,6 +59,13 @@ EXAMPLES = [
         _diabetes_features(),
     ),
     Example("notebooks/examples/digits_conv2d.ipynb", "digits-conv2d", "classification", [-1, 8, 8, 1]),
+    Example(
+        "notebooks/examples/iris_sequential.ipynb",
+        "iris-sequential",
+        "classification",
+        [-1, 4],
+        class_names=("setosa", "versicolor", "virginica"),
+    ),
 ]
 
 
@@ -130,7 +140,8 @@ def assert_answers_outputs(answer: dict[str, Any], trained: Trained) -> None:
     else:
         np.testing.assert_allclose(answer["probabilities"], trained.outputs, rtol=RTOL, atol=ATOL)
         assert answer["predictions"] == trained.outputs.argmax(axis=1).tolist()
-        assert answer["classes"] == [str(label) for label in trained.outputs.argmax(axis=1)]
+        names = trained.example.class_names
+        assert answer["classes"] == [names[label] for label in trained.outputs.argmax(axis=1)]
 
 
 def test_the_pipeline_registers_the_run(trained: Trained) -> None:
