@@ -31,6 +31,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The largest legitimate body, a job of 10,000 rows (MAX_ROWS_PER_JOB) of 64 numbers, measured as `json.dumps`
 # writes it: 3.4 MB with the digits data's values (0.0 to 16.0), 13.2 MB with full-precision float64 values.
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+SQLITE = "sqlite:///"  # a SQLite tracking store's URI: this, then the file's path
 
 
 class Settings(BaseSettings):
@@ -47,7 +48,7 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None,
         description="Any MLflow tracking server or store; default: SQLite under DATA_DIR (`python -m pipeline "
-        "store` prints it).",
+        "store` prints it). A relative SQLite path (`sqlite:///my.db`) is taken from the current folder.",
     )
     model_name: str = Field(
         default="",
@@ -68,8 +69,14 @@ class Settings(BaseSettings):
 
     @field_validator("mlflow_tracking_uri")
     @classmethod
-    def _unset_when_empty(cls, uri: str | None) -> str | None:
-        return uri or None
+    def _unset_when_empty_and_absolute(cls, uri: str | None) -> str | None:
+        # A SQLite file is named absolutely, so that every process given the URI (the notebook's kernel runs in
+        # the notebook's folder) opens the same file.
+        path = sqlite_file(uri) if uri else None
+        if not uri or path is None:
+            return uri or None
+        query = uri.partition("?")[2]
+        return f"{SQLITE}{path}" + (f"?{query}" if query else "")
 
     @field_validator("gate_metric")
     @classmethod
@@ -88,7 +95,7 @@ class Settings(BaseSettings):
 
     @property
     def embedded_uri(self) -> str:
-        return f"sqlite:///{self.store_file}"
+        return f"{SQLITE}{self.store_file}"
 
     @property
     def tracking_uri(self) -> str:
@@ -98,6 +105,13 @@ class Settings(BaseSettings):
     def is_embedded_store(self) -> bool:
         """The SQLite file under data_dir, whether by default or named (`python -m pipeline store` prints it)."""
         return self.tracking_uri == self.embedded_uri
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The file a SQLite tracking URI names, absolute (a relative path is taken from the current folder, as
+    SQLAlchemy takes it); None for any other store and for an in-memory database."""
+    path = uri.removeprefix(SQLITE).partition("?")[0] if uri.startswith(SQLITE) else ""
+    return Path(path).resolve() if path and path != ":memory:" else None
 
 
 class UiSettings(Settings):

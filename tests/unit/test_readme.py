@@ -34,9 +34,9 @@ def test_readme_nox_sessions_exist():
 
 
 def test_readme_pipeline_subcommands_exist():
-    from pipeline.__main__ import _parser
+    from pipeline.__main__ import parser
 
-    subcommands = next(a for a in _parser()._actions if a.dest == "command").choices
+    subcommands = next(a for a in parser()._actions if a.dest == "command").choices
     used = set(re.findall(r"python -m pipeline (\w+)", DOCS))
     assert used and used <= set(subcommands)
 
