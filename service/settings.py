@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.models.last_packaged import last_packaged
 from service.models.metrics import HIGHER_IS_BETTER, is_metric
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +127,8 @@ class SourceSettings(Settings):
 
     model_tag: str | None = Field(
         default=None,
-        description="BentoML model tag to serve; default: `<model_name>:latest`, set by packaging.",
+        description="BentoML model tag to serve; default: `<model_name>:latest` when MODEL_NAME is set, else the "
+        "model `python -m pipeline package` packaged last with this DATA_DIR.",
     )
     follow_alias: str | None = Field(
         default=None,
@@ -144,15 +146,20 @@ class SourceSettings(Settings):
 
     @property
     def bento_model_tag(self) -> str:
-        """The packaged model to serve: MODEL_TAG, else the latest packaged version of MODEL_NAME."""
+        """The packaged model to serve: MODEL_TAG, else the latest packaged version of MODEL_NAME, else what
+        `python -m pipeline package` packaged last with this data folder."""
         if self.model_tag:
             return self.model_tag
-        if not self.model_name:
+        if self.model_name:
+            return f"{bento_model_name(self.model_name)}:latest"
+        last = last_packaged(self.data_dir)
+        if last is None:
             raise ValueError(
-                "set MODEL_TAG (the packaged model to serve) or MODEL_NAME (its latest packaged version); "
-                "`./noxw -s serve`, `stack` and `container` set them for the notebook NOTEBOOK names"
+                f"nothing was packaged with DATA_DIR {self.data_dir}: run `python -m pipeline package` (with the "
+                "NOTEBOOK you trained), or set MODEL_TAG (the packaged model to serve) or MODEL_NAME (its latest "
+                "packaged version)"
             )
-        return f"{bento_model_name(self.model_name)}:latest"
+        return last.model_tag
 
 
 class JobSettings(Settings):

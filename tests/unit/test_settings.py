@@ -113,18 +113,28 @@ def test_the_shipped_demo_keeps_its_names(monkeypatch):
     assert (settings.model_name, settings.experiment_name) == ("digits-classifier", "digits")
 
 
-def test_the_service_needs_a_model_to_serve_and_says_which_settings_name_one(monkeypatch):
+def test_the_service_serves_what_was_packaged_last_unless_a_setting_names_a_model(monkeypatch, tmp_path):
+    from service.models.last_packaged import LastPackaged, record
     from service.settings import ServiceSettings
 
-    for key in ("MODEL_NAME", "MODEL_TAG"):
+    for key in ("MODEL_NAME", "MODEL_TAG", "DATA_DIR"):
         monkeypatch.delenv(key, raising=False)
-    with pytest.raises(ValueError, match=r"set MODEL_TAG .* or MODEL_NAME"):
-        _ = ServiceSettings(_env_file=None).bento_model_tag
+    with pytest.raises(
+        ValueError, match=r"run `python -m pipeline package` .* or set MODEL_TAG .* or MODEL_NAME"
+    ):
+        _ = ServiceSettings(_env_file=None, data_dir=tmp_path).bento_model_tag
+    record(tmp_path, LastPackaged(model_name="Wine Classifier", model_tag="wine-classifier:v2-ab"))
+    assert ServiceSettings(_env_file=None, data_dir=tmp_path).bento_model_tag == "wine-classifier:v2-ab"
     assert (
-        ServiceSettings(_env_file=None, model_name="Wine Classifier").bento_model_tag
-        == "wine-classifier:latest"
+        ServiceSettings(_env_file=None, data_dir=tmp_path, model_name="Digits").bento_model_tag
+        == "digits:latest"
     )
-    assert ServiceSettings(_env_file=None, model_tag="wine:v3-ab").bento_model_tag == "wine:v3-ab"
+    named = ServiceSettings(_env_file=None, data_dir=tmp_path, model_tag="wine:v3-ab")
+    assert named.bento_model_tag == "wine:v3-ab"
+    (tmp_path / "packaged.json").write_text("{")  # not a record: as if nothing was packaged
+    with pytest.raises(ValueError, match=r"nothing was packaged"):
+        _ = ServiceSettings(_env_file=None, data_dir=tmp_path).bento_model_tag
+
 
 def test_a_relative_sqlite_store_is_the_current_folders_for_every_process(monkeypatch, tmp_path):
     """The kernel runs in the notebook's folder: it is given the file the person named, not a file of its own."""
