@@ -7,7 +7,6 @@ import ast
 import re
 from pathlib import Path
 
-import yaml
 from support.documentation import documentation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,15 +38,6 @@ def test_readme_pipeline_subcommands_exist():
     subcommands = next(a for a in parser()._actions if a.dest == "command").choices
     used = set(re.findall(r"python -m pipeline (\w+)", DOCS))
     assert used and used <= set(subcommands)
-
-
-def test_mlproject_train_passes_only_declared_notebook_parameters():
-    from pipeline.params import declared
-
-    entry = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]["train"]
-    passed = set(re.findall(r"-p (\w+) \{(\w+)\}", entry["command"]))
-    assert passed == {(name, name) for name in entry["parameters"]}
-    assert set(entry["parameters"]) <= set(declared(ROOT / "notebooks" / "train.ipynb"))
 
 
 def test_ci_runs_the_readme_test_command():
