@@ -104,11 +104,6 @@ def trained(
         "TF_CPP_MIN_LOG_LEVEL": "3",
         **settings_env(settings),
     }
-    # The store's tables first: on a fresh SQLite store `python -m pipeline train` and its kernel create them at
-    # the same time and the kernel's start_run can fail ("duplicate column name: status_details").
-    tracking_uri = f"sqlite:///{data_dir / 'mlflow.db'}"
-    data_dir.mkdir()
-    client = mlflow.MlflowClient(tracking_uri)
     done = pipeline_command(env, "train", "-p", "epochs", "2", "--no-progress")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "registered" in done.stdout, done.stdout
@@ -118,6 +113,7 @@ def trained(
     packaged = pipeline_command(env, "package")
     assert packaged.returncode == 0, packaged.stdout + packaged.stderr
 
+    client = mlflow.MlflowClient(f"sqlite:///{data_dir / 'mlflow.db'}")
     held = held_out(client, run_id)  # a single-input, single-output model: one array each
     (rows,), (outputs,) = held.x.values(), held.outputs.values()
     try:
