@@ -152,15 +152,15 @@ def parse_rows(value: Any, tensor: Tensor, max_rows: int, where: str = "") -> np
     return rows
 
 
-def number_limit(dtype: np.dtype) -> tuple[float, bool]:
-    """The largest magnitude a JSON number may have for a float input of `dtype`, and whether the limit itself is
-    out: a number is taken when it rounds to a finite value of the dtype, so float32 takes up to, not including,
-    2**128 - 2**103 (halfway from its max to the next power of two; the tie rounds to infinity). float64's limit
-    is its max (a JSON float cannot pass it; a long integer literal can)."""
+def number_limit(dtype: np.dtype) -> float:
+    """The largest magnitude a JSON number may have for a float input of `dtype`, the limit included: the largest
+    float64 that rounds to a finite value of the dtype (float32: the float64 just below 2**128 - 2**103, which is
+    halfway from its max to the next power of two, where the tie rounds to infinity). float64's is its max (a JSON
+    float cannot pass it; a long integer literal can). Compared exactly, integer literals too."""
     info = np.finfo(dtype)
     if info.bits >= 64:
-        return float(info.max), False
-    return 2.0**info.maxexp - 2.0 ** (info.maxexp - info.nmant - 2), True
+        return float(info.max)
+    return float(np.nextafter(2.0**info.maxexp - 2.0 ** (info.maxexp - info.nmant - 2), 0.0))
 
 
 def _in_range(value: list[Any], dtype: np.dtype) -> np.ndarray:
@@ -310,8 +310,7 @@ def _field_problem(item: Any, dtype: np.dtype) -> str | None:
     if isinstance(item, float) and not math.isfinite(item):
         return f"{item} is not a finite number"
     if dtype.kind == "f":
-        limit, excluded = number_limit(dtype)  # compared exactly, a long integer too
-        if abs(item) > limit or (excluded and abs(item) == limit):
+        if abs(item) > number_limit(dtype):  # compared exactly, a long integer too
             return f"{_short(item)} is out of range for {dtype.name}"
     elif dtype.kind in "iu":
         info = np.iinfo(dtype)

@@ -127,15 +127,14 @@ def _parsed(data: Any) -> bool:
 def value_schema(dtype: np.dtype) -> dict[str, Any]:
     """One value of the model's input as JSON may carry it, exactly as the rows' check takes it
     (service.http.rows): a whole number in an integer dtype's range, or a number that rounds to a finite value of
-    a float dtype (OpenAPI 3.0's boolean `exclusiveMinimum`/`exclusiveMaximum`). A whole number is `multipleOf: 1`,
-    not `type: integer`: OpenAPI 3.0 reads schemas as JSON Schema draft 4, where `2.0` is not an integer, and JSON
-    (like the check) does not tell 2.0 from 2."""
+    a float dtype (inclusive bounds: FastAPI reads OpenAPI 3.0's boolean exclusive bounds as numbers). A whole
+    number is `multipleOf: 1`, not `type: integer`: OpenAPI 3.0 reads schemas as JSON Schema draft 4, where `2.0`
+    is not an integer, and JSON (like the check) does not tell 2.0 from 2."""
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         return {"type": "number", "multipleOf": 1, "minimum": int(info.min), "maximum": int(info.max)}
-    limit, excluded = number_limit(dtype)
-    bounds = {"exclusiveMinimum": True, "exclusiveMaximum": True} if excluded else {}
-    return {"type": "number", "minimum": -limit, "maximum": limit, **bounds}
+    limit = number_limit(dtype)
+    return {"type": "number", "minimum": -limit, "maximum": limit}
 
 
 def request_schema(title: str, contract: ModelContract | None, max_rows: int) -> dict[str, Any]:

@@ -23,17 +23,18 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from support.models import FORMS
 
-from service.http.rows import RequestError, number_limit, parse_body
+from service.http.rows import RequestError, parse_body
 from service.http.schemas import request_schema
 from service.models.contract import ModelContract
 
 MAX_ROWS = 3
-F32_LIMIT = number_limit(np.dtype(np.float32))[0]  # 2**128 - 2**103, excluded
-F16_LIMIT = number_limit(np.dtype(np.float16))[0]  # 65520, excluded
+F32_LIMIT = 2.0**128 - 2.0**103  # halfway from float32's max to the next power of two: rounds to infinity
+F16_LIMIT = 65520.0
+F32_TOP = int(np.nextafter(F32_LIMIT, 0))  # the largest number a float32 input takes
 F32_MAX, F64_MAX = float(np.finfo(np.float32).max), float(np.finfo(np.float64).max)
 BOUNDS = [
     *(sign * value for sign in (1, -1) for value in (F32_MAX, np.nextafter(F32_LIMIT, 0), F32_LIMIT, 1e39)),
-    int(F32_LIMIT) - 1, int(F32_LIMIT), -int(F32_LIMIT), int(F32_LIMIT) - 2**74 - 1, int(F32_LIMIT) - 2**74,
+    F32_TOP, F32_TOP + 1, -F32_TOP - 1, int(F32_LIMIT), -int(F32_LIMIT),
     65504.0, 65519.99, F16_LIMIT, -F16_LIMIT, 65519, 65520, F64_MAX, -F64_MAX, 10**309, -(10**309),
     2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2.0**31, 2**63 - 1, 2**63, 2.0**63, -(2**63), -(2**63) - 1, 2**64,
     0, -0.0, 2.0, 2.5, 1e-320, True, None, "1",
@@ -169,8 +170,8 @@ def rows_of(value: Any, width: int) -> list[list[Any]]:
         ("digits", np.nextafter(F32_LIMIT, 0), True),  # rounds to float32's max
         ("digits", F32_LIMIT, False),  # the tie rounds to infinity
         ("digits", -F32_LIMIT, False),
-        ("digits", int(F32_LIMIT) - 1, True),  # an integer literal just below the limit, compared exactly
-        ("digits", int(F32_LIMIT), False),
+        ("digits", F32_TOP, True),  # an integer literal at the limit, compared exactly
+        ("digits", F32_TOP + 1, False),
         ("digits", 10**309, False),  # past float64 too: refused, not a crash
         ("halves", 65519.99, True),
         ("halves", 65520, False),
@@ -195,7 +196,7 @@ def test_a_value_at_a_bound_is_taken_exactly_when_the_document_allows_it(
 def test_values_the_fast_path_cannot_convert_are_kept_exactly() -> None:
     rows = parse_body({"instances": [[2**63 - 1, 1.0]]}, FORMS["ids"], 1)["ids"]
     assert rows.tolist() == [[2**63 - 1, 1]]
-    rows = parse_body({"instances": [[int(F32_LIMIT) - 1] * 64]}, FORMS["digits"], 1)["pixels"]
+    rows = parse_body({"instances": [[F32_TOP] * 64]}, FORMS["digits"], 1)["pixels"]
     assert rows.dtype == np.float32 and np.isfinite(rows).all()
 
 
