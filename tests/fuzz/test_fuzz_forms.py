@@ -12,7 +12,8 @@ and its worker's model load each; in process each form costs a spawned Python wi
 service cannot be defined twice in one process). What only a served process shows (API keys, the body limit
 counted off the socket) is fuzzed on the digits model, served.
 
-Cases per operation: FUZZ_FORM_EXAMPLES (default 100, as the served run's CLI test), FUZZ_EXAMPLES when set.
+Cases per operation: FUZZ_FORM_EXAMPLES, default 50 (the CLI's default is 100: half, for CI's time; with the
+document before issue 28's fix, 30 found its mismatches), FUZZ_EXAMPLES when set.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pytest
 from support.in_process_fuzz import fuzz_form
 from support.job_servers import delete_queues, fresh_job_settings, settings_env
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or os.environ.get("FUZZ_FORM_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or os.environ.get("FUZZ_FORM_EXAMPLES", "50"))
 FORMS = ("wine", "notes", "columns")
 
 
