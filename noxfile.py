@@ -130,8 +130,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def fuzz(session: nox.Session) -> None:
-    """Schemathesis on the served service's OpenAPI document, with and without an API key (tests/fuzz):
-    no 5xx, every 4xx JSON with a message. Needs RabbitMQ on 127.0.0.1:5672, as `tests` does."""
+    """Schemathesis on the served service's OpenAPI document, with and without an API key, and with all its checks
+    in process on a tiny model of each request form (tests/fuzz): no 5xx, every 4xx JSON with a message, the
+    document true. Needs RabbitMQ on 127.0.0.1:5672, as `tests` does."""
     sync(session, "dev")
     session.run("pytest", "tests/fuzz", "--fuzz", *session.posargs, env=QUIET, **STOPPING)
 

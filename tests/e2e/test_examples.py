@@ -24,6 +24,7 @@ from support.job_servers import delete_queues, fresh_job_settings, settings_env
 from support.processes import free_port, running
 from support.served import served_service
 
+from service.http.rows import number_limit
 from tests.conftest import PROJECT_ROOT, pipeline_command
 from tests.e2e.test_jobs_served import finished
 
@@ -185,11 +186,14 @@ def test_model_shows_task_and_input_shape(client: httpx.Client, trained: Trained
 
 
 def _row_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema of one row of `instances`: the array one among its alternatives (with named features)."""
-    items = schema["properties"]["instances"]["items"]
-    arrays = [item for item in items.get("anyOf", [items]) if item.get("type") == "array"]
-    assert len(arrays) == 1, items
-    return arrays[0]
+    """The schema of one row of `instances`: of its rows as lists, one of two alternatives with named features
+    (the other: every row an object)."""
+    instances = schema["properties"]["instances"]
+    rows = [
+        rows["items"] for rows in instances.get("anyOf", [instances]) if rows["items"].get("type") == "array"
+    ]
+    assert len(rows) == 1, instances
+    return rows[0]
 
 
 def test_openapi_predict_request_shows_the_row_shape(client: httpx.Client, trained: Trained) -> None:
@@ -200,10 +204,12 @@ def test_openapi_predict_request_shows_the_row_shape(client: httpx.Client, train
     for size in trained.example.input_shape[1:]:
         assert row["type"] == "array" and (row["minItems"], row["maxItems"]) == (size, size), row
         row = row["items"]
-    assert row == {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}  # float32's range
+    limit = number_limit(np.dtype(np.float32))  # past float32's max, what still rounds to it
+    assert row == {"type": "number", "minimum": -limit, "maximum": limit} and limit > FLOAT32_MAX, row
     if trained.example.feature_names:
         records = schema["properties"]["dataframe_records"]["items"]
         assert records["required"] == list(trained.example.feature_names)
+        assert records["additionalProperties"] is False
 
 
 def test_a_job_answers_what_predict_answers(client: httpx.Client, trained: Trained) -> None:

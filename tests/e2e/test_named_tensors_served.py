@@ -190,14 +190,16 @@ def test_rows_by_input_name_and_as_objects_answer_the_notebooks_outputs(wine: Se
 def test_rows_as_records_of_columns_answer_the_notebooks_outputs(columns: Served) -> None:
     rows = records(columns)
     assert isinstance(rows[0]["sex"], str) and isinstance(rows[0]["age"], int), rows[0]
-    for body in (
-        {"dataframe_records": rows},
-        {"dataframe_split": {"columns": list(rows[0]), "data": [list(row.values()) for row in rows]}},
-        {"inputs": by_name(columns)},
-    ):
+    for body in ({"dataframe_records": rows}, {"inputs": by_name(columns)}):
         response = columns.client.post("/predict", json=body)
         assert response.status_code == 200, (list(body), response.text)
         assert_answers_the_columns_notebooks(response.json(), columns)
+    # Columns of several types are not taken as positional rows: OpenAPI 3.0 cannot type each position.
+    split = {"dataframe_split": {"columns": list(rows[0]), "data": [list(row.values()) for row in rows]}}
+    response = columns.client.post("/predict", json=split)
+    assert response.status_code == 422 and "send dataframe_records" in response.json()["detail"], (
+        response.text
+    )
 
 
 def test_a_value_of_the_wrong_kind_is_a_422_naming_the_input_row_and_field(
