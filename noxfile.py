@@ -5,8 +5,10 @@ Every session installs the locked dependencies (uv.lock) into its own environmen
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
+from pathlib import Path
 
 import nox
 
@@ -32,10 +34,21 @@ signal.signal(signal.SIGTERM, _as_ctrl_c)
 FOLLOW = {"FOLLOW_ALIAS": os.environ.get("FOLLOW_ALIAS", "champion")}
 
 
+def pipeline_env(session: nox.Session, notebook: str | None = None) -> dict[str, str]:
+    """QUIET, and NOTEBOOK (`notebook`, else the environment's) as an absolute path: a relative one is taken from
+    the folder the command was typed in, as `python -m pipeline` takes it, though nox runs sessions from the
+    project's folder."""
+    notebook = notebook or os.environ.get("NOTEBOOK")
+    if not notebook:
+        return QUIET
+    return QUIET | {"NOTEBOOK": str(Path(session.invoked_from) / Path(notebook).expanduser())}
+
+
 def packaged(session: nox.Session) -> dict[str, str]:
     """Package the notebook's @champion (NOTEBOOK, or notebooks/train.ipynb) and return the settings that serve
     it (MODEL_NAME, MODEL_TAG): one NOTEBOOK setting is enough for `serve`, `stack` and `container`."""
-    output = session.run("python", "-m", "pipeline", "package", "--env", env=QUIET, silent=True) or ""
+    command = ("python", "-m", "pipeline", "package", "--env")
+    output = session.run(*command, env=pipeline_env(session), silent=True) or ""
     print(next(line for line in output.splitlines() if " as BentoML model " in line))
     return dict(
         line.split("=", 1) for line in output.splitlines() if line.startswith(("MODEL_NAME=", "MODEL_TAG="))
@@ -50,14 +63,19 @@ def sync(session: nox.Session, *groups: str) -> None:
 
 @nox.session(python=PYTHON)
 def pipeline(session: nox.Session) -> None:
-    """Train: execute notebooks/train.ipynb, track the run in MLflow, register and gate the model.
+    """Train: execute the notebook (NOTEBOOK, else notebooks/train.ipynb), track the run in MLflow, register and
+    gate the model.
 
-    Ends by packaging @champion into the BentoML model store. Extra arguments are notebook parameters:
-    `./noxw -s pipeline -- -p epochs 10`.
+    Ends by packaging @champion into the BentoML model store. Extra arguments are `train`'s: notebook parameters
+    and the notebook, `./noxw -s pipeline -- --notebook mine.ipynb -p epochs 10`.
     """
     sync(session)
-    session.run("python", "-m", "pipeline", "train", *session.posargs, env=QUIET)
-    session.run("python", "-m", "pipeline", "package", env=QUIET)
+    option = argparse.ArgumentParser(add_help=False)
+    option.add_argument("--notebook")
+    given, parameters = option.parse_known_args(session.posargs)
+    env = pipeline_env(session, given.notebook)  # the notebook that is trained is the one that is packaged
+    session.run("python", "-m", "pipeline", "train", *parameters, env=env)
+    session.run("python", "-m", "pipeline", "package", env=env)
 
 
 @nox.session(python=PYTHON)
@@ -75,7 +93,7 @@ def serve(session: nox.Session) -> None:
 def build(session: nox.Session) -> None:
     """Package @champion and build the service into a Bento (`bentoml build` with bentofile.yaml)."""
     sync(session)
-    session.run("python", "-m", "pipeline", "build", env=QUIET)
+    session.run("python", "-m", "pipeline", "build", env=pipeline_env(session))
 
 
 @nox.session(python=PYTHON)
@@ -83,7 +101,7 @@ def container(session: nox.Session) -> None:
     """Build the Bento, then its container image (Docker if a daemon answers, else podman or buildah; the base
     image is made locally, nothing is pulled). See pipeline/container.py for the settings."""
     sync(session)
-    session.run("python", "-m", "pipeline", "container", env=QUIET)
+    session.run("python", "-m", "pipeline", "container", env=pipeline_env(session))
 
 
 @nox.session(name="mlflow-ui", python=PYTHON)
@@ -118,8 +136,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def fuzz(session: nox.Session) -> None:
-    """Schemathesis on the served service's OpenAPI document, with and without an API key (tests/fuzz):
-    no 5xx, every 4xx JSON with a message. Needs RabbitMQ on 127.0.0.1:5672, as `tests` does."""
+    """Schemathesis on the served service's OpenAPI document, with and without an API key, and with all its checks
+    in process on a tiny model of each request form (tests/fuzz): no 5xx, every 4xx JSON with a message, the
+    document true. Needs RabbitMQ on 127.0.0.1:5672, as `tests` does."""
     sync(session, "dev")
     session.run("pytest", "tests/fuzz", "--fuzz", *session.posargs, env=QUIET, **STOPPING)
 

@@ -13,24 +13,31 @@ from pipeline.settings import PROJECT_ROOT, PipelineSettings
 from service.models.quiet import quiet
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    # Every command that acts on the notebook's model takes the notebook as NOTEBOOK does.
+    notebook = argparse.ArgumentParser(add_help=False)
+    notebook.add_argument(
+        "--notebook",
+        type=Path,
+        default=None,
+        help="the training notebook, which names the model (default: the setting NOTEBOOK, else "
+        "notebooks/train.ipynb); a relative path is taken from the current folder",
+    )
 
-    train = commands.add_parser("train", help="execute notebooks/train.ipynb, register and gate the model")
+    train = commands.add_parser(
+        "train", parents=[notebook], help="execute the notebook, register and gate the model"
+    )
     train.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
         help="a notebook parameter (repeatable), e.g. -p epochs 10; `python -m pipeline params` lists them",
     )  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument(
-        "--notebook",
-        default=None,
-        help="the training notebook to run (default: the setting NOTEBOOK, notebooks/train.ipynb)",
-    )
 
     promote = commands.add_parser(
         "promote",
+        parents=[notebook],
         help="give @champion to VERSION by hand (audited); a worse score is refused without --force",
     )
     promote.add_argument("version")
@@ -39,20 +46,30 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="promote even a version that scores worse than @champion (audited)",
     )
-    commands.add_parser("rollback", help="give @champion back to the version that held it before")
+    commands.add_parser(
+        "rollback", parents=[notebook], help="give @champion back to the version that held it before"
+    )
     commands.add_parser("ui", help="start the MLflow UI on the configured store")
     commands.add_parser("store", help="print the tracking URI of the configured store (MLFLOW_TRACKING_URI)")
-    commands.add_parser("params", help="list the notebook's parameters: type, default, allowed values")
+    commands.add_parser(
+        "params", parents=[notebook], help="list the notebook's parameters: type, default, allowed values"
+    )
     package = commands.add_parser(
-        "package", help="put @champion into the BentoML model store (reused if there)"
+        "package", parents=[notebook], help="put @champion into the BentoML model store (reused if there)"
     )
     package.add_argument(
         "--env",
         action="store_true",
         help="then print MODEL_NAME=... and MODEL_TAG=..., the settings that serve it (for scripts)",
     )
-    commands.add_parser("build", help="package @champion, then build the service into a Bento")
-    commands.add_parser("container", help="build the Bento, then its container image (bentoml containerize)")
+    commands.add_parser(
+        "build", parents=[notebook], help="package @champion, then build the service into a Bento"
+    )
+    commands.add_parser(
+        "container",
+        parents=[notebook],
+        help="build the Bento, then its container image (bentoml containerize)",
+    )
     commands.add_parser(
         "requirements", help="write docker/requirements.txt (the image's packages) from uv.lock"
     )
@@ -60,22 +77,38 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     quiet()
     dropped = drop_mlflow_run_default(os.environ, Path.cwd()) if args.command == "train" else None
-    settings = PipelineSettings()
-    if dropped:
-        print(
-            f"note: `mlflow run` passed MLflow's default store {dropped}; training into this project's store "
-            f'{settings.tracking_uri}, as every command does (with MLFLOW_TRACKING_URI="$(python -m pipeline '
-            'store)" `mlflow run` keeps its own record there too)',
-            file=sys.stderr,
-        )
     try:
+        settings = command_settings(args)
+        if dropped:
+            print(
+                f"note: `mlflow run` passed MLflow's default store {dropped}; training into this project's store "
+                f'{settings.tracking_uri}, as every command does (with MLFLOW_TRACKING_URI="$(python -m pipeline '
+                'store)" `mlflow run` keeps its own record there too)',
+                file=sys.stderr,
+            )
         return _run(args, settings)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def command_settings(args: argparse.Namespace) -> PipelineSettings:
+    """The settings of every command, built here only: `--notebook` is given to them as NOTEBOOK would be, so
+    that their validators take the model's and experiment's names from it. A relative path, either way, is
+    taken from the current folder; a command that acts on the notebook's model refuses one that is not there
+    (its names would be a guess)."""
+    notebook: Path | None = getattr(args, "notebook", None)
+    settings = PipelineSettings() if notebook is None else PipelineSettings(notebook=notebook)
+    if hasattr(args, "notebook") and not settings.notebook.is_file():
+        given = "--notebook" if notebook is not None else "NOTEBOOK"
+        raise PipelineError(
+            f"{given} names {settings.notebook}, which is not a file (a relative path is taken from the "
+            f"current folder, {Path.cwd()})"
+        )
+    return settings
 
 
 def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
@@ -84,10 +117,7 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
     if args.command == "train":
         from pipeline.train import train
 
-        overrides = dict(args.parameter)
-        if args.notebook:
-            settings = settings.model_copy(update={"notebook": Path(args.notebook).expanduser().resolve()})
-        result = train(settings, overrides, progress_bar=not args.no_progress)
+        result = train(settings, dict(args.parameter), progress_bar=not args.no_progress)
         print(f"run {result.run_id}: registered {result.model_name} version {result.version}")
         print(result.decision.summary(settings.champion_alias))
         print(f"executed notebook: {result.executed_notebook} (also an artifact of run {result.run_id})")

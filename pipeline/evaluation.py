@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,7 +58,7 @@ class WhereServed:
             cwd=self._empty.name,
             env={**QUIET_ENV, **os.environ, "PYTHONPATH": ""},
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -71,14 +72,23 @@ class WhereServed:
     def check(self, model_dir: Path, rows: Path) -> None:
         """Load the logged model as the service does and have it answer the held-out rows as the notebook's
         model did; a PipelineError saying why otherwise."""
-        _, stderr = self._process.communicate(json.dumps([str(model_dir), str(rows)]) + "\n")
-        if self._process.returncode != 0:
-            problem = (
-                stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {self._process.returncode}"
-            )
+        (problem,) = self.problems([(model_dir, rows)])
+        if problem:
             raise PipelineError(
                 f"the logged model does not serve where it is served: {problem}; nothing registered"
             )
+
+    def problems(self, models: Sequence[tuple[Path, Path]]) -> list[str | None]:
+        """Each logged model (its folder, its held-out rows) checked in turn, in the one process: why it would
+        not serve as the notebook's model answered, or None when it would. The process ends after them."""
+        stdout, stderr = self._process.communicate(
+            json.dumps([str(path) for model in models for path in model]) + "\n"
+        )
+        answered = [json.loads(line) for line in stdout.splitlines()]
+        if len(answered) < len(models):  # the process died on the way (a crash in native code, a kill)
+            ended = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {self._process.returncode}"
+            answered += [ended] * (len(models) - len(answered))
+        return answered
 
     def close(self) -> None:
         if self._process.poll() is None:

@@ -48,10 +48,8 @@ def rows_of(x: Any, names: Sequence[str]) -> Rows:
 def feed(model: Any, contract: ModelContract, rows: Rows, named: bool) -> Any:
     """What the model is called with: the tensor for a functional model of one input, else the dict; a
     subclassed model as the notebook handed its rows (`named`: a dict by input name)."""
-    try:
-        takes_dict = isinstance(model.input, dict)
-    except (AttributeError, ValueError):  # subclassed: no input structure to ask
-        takes_dict = named
+    structure = _structure(model, "input")
+    takes_dict = named if structure is None else isinstance(structure, Mapping)  # None: subclassed
     return rows if takes_dict or not contract.single_input else rows[contract.input.name]
 
 
@@ -94,16 +92,34 @@ def contract_of(
     return contract
 
 
-def _named_tensors(model: Any, which: str) -> list[Tensor] | None:
-    """The model's inputs or outputs by name, in their declared order; None for a model never called."""
+def _structure(model: Any, which: str) -> Any:
+    """The model's inputs or outputs as it was built: a tensor, a list, or a dict by name; None for a subclassed
+    model, which has no graph to ask.
+
+    Asked of the graph, never of `model.input`/`model.output`: those are a layer's first call, and a `Sequential`
+    is never called itself (it builds a functional graph of its layers, `_functional`), so they raise where
+    `model.inputs`/`model.outputs` answer. The plural forms are flat lists; the structure the graph was built
+    with (`_inputs_struct`, Keras's own for `model.input`) keeps a dict's names. Both are Keras internals: the
+    Sequential and dict rows of tests/integration/test_model_zoo.py fail if an upgrade moves them."""
+    import keras
+
     try:
-        structure = getattr(model, which)
-    except (AttributeError, ValueError):
-        if getattr(model, "_is_graph_network", False) or type(model).__name__ == "Sequential":
+        flat = getattr(model, f"{which}s")
+    except AttributeError:
+        if isinstance(model, keras.Sequential):
             raise ContractError(
-                "the model has no known input shape: start it with keras.Input(shape=...) so its contract can be "
-                "read off the model"
+                "the Sequential model has no known input shape: start it with keras.Input(shape=...) so its "
+                "contract can be read off the model"
             ) from None
+        return None
+    graph = model._functional if isinstance(model, keras.Sequential) else model
+    return getattr(graph, f"_{which}s_struct", flat)
+
+
+def _named_tensors(model: Any, which: str) -> list[Tensor] | None:
+    """The model's inputs or outputs by name, in their declared order; None for a subclassed model."""
+    structure = _structure(model, which)
+    if structure is None:
         return None
     if isinstance(structure, Mapping):
         return [_tensor(str(name), tensor) for name, tensor in structure.items()]
@@ -128,8 +144,11 @@ def _generated(layer: Any) -> bool:
 
 def _tensor(name: str, keras_tensor: Any) -> Tensor:
     shape = tuple(keras_tensor.shape)
-    if not shape or shape[0] is not None:
-        raise ContractError(f"tensor {name!r} of shape {shape} has no batch dimension first")
+    if not shape:
+        raise ContractError(f"tensor {name!r} is one value, not a batch of rows")
+    # The first dimension is the batch. Keras records a size there only when it built the model from a batch (a
+    # Sequential without keras.Input, built by its first fit: 32 rows in batches of 16 make it 16); the model
+    # answers any number of rows all the same, and the check where served proves it before registering.
     if any(d is None for d in shape[1:]):
         raise ContractError(
             f"tensor {name!r} of shape {shape} has unknown dimensions besides the batch; nbship serves fixed shapes"

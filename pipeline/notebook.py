@@ -110,17 +110,18 @@ def log_model(
 
     A model of one input and one output takes arrays and single values; a model of several takes `x_test` as a
     dict of arrays by input name, and `task`, `y_test`, `class_names` (classifiers), `value_names` (regressions)
-    and `threshold` (multi-label, default 0.5) as dicts by output name. The modules beside the notebook that hold
-    the model's custom layers ship with it."""
+    and `threshold` (multi-label, default 0.5) as dicts by output name. A classifier's targets are class indices,
+    one-hot rows, or the labels as the data has them ("spam", "ham"), mapped to classes through `class_names`.
+    The modules beside the notebook that hold the model's custom layers ship with it."""
     import mlflow
 
     run = _active_run()
     contract = contract_of(model, task, x_test, class_names, feature_names, value_names, threshold)
     rows = rows_of(x_test, [t.name for t in contract.inputs])
     n = rows_in(rows)
-    targets = _named_targets(contract, y_test, n)
     if n < 2:
         raise ContractError("log_model needs at least two held-out rows to score the model on")
+    targets = _named_targets(contract, y_test, n)
     code = modules_to_ship(model)  # before anything is logged: a model a service could not load is refused
     outputs = contract.check_outputs(
         model.predict_on_batch(feed(model, contract, rows, isinstance(x_test, Mapping))), n
@@ -153,14 +154,48 @@ def _named_targets(contract: ModelContract, y_test: Any, n_rows: int) -> dict[st
             f"y_test holds targets for {sorted(named)}; the model answers {[o.name for o in contract.outputs]}"
         )
     for output in contract.outputs:
-        _check_targets(output, named[output.name], n_rows)
+        where = f"y_test {output.name!r}" if not contract.single_output else "y_test"
+        if output.task == "classification":
+            named[output.name] = _class_indices(output, named[output.name], where)
+        _check_targets(output, named[output.name], n_rows, where)
     return named
 
 
-def _check_targets(output: Output, targets: np.ndarray, n_rows: int) -> None:
-    where = f"y_test {output.name!r}" if output.name else "y_test"
+def _class_indices(output: Output, targets: np.ndarray, where: str) -> np.ndarray:
+    """A classifier's targets as class indices: whole numbers and one-hot rows as they are; any other label (a
+    string such as "spam", as a notebook's data often has them) by its place in the output's class names."""
+    if targets.dtype.kind in "iub" or (
+        targets.dtype.kind == "f" and np.isfinite(targets).all() and (targets == np.round(targets)).all()
+    ):
+        return targets
+    labels = [value.decode() if isinstance(value, bytes) else str(value) for value in targets.ravel()]
+    if len(labels) != len(targets):
+        raise ContractError(f"{where}: one label a row, got rows of shape {list(targets.shape[1:])}")
+    k = output.n_classes or 0
+    if output.class_names is None:
+        raise ContractError(
+            f"{where} holds labels such as {labels[0][:40]!r}, not class indices: pass class_names=[...] (the "
+            f"label of each of the output's {k} classes, in its order) and they are mapped to the classes, or "
+            f"y_test as class indices 0..{k - 1}"
+        )
+    index = {name: i for i, name in enumerate(output.class_names)}
+    unknown = next((label for label in labels if label not in index), None)
+    if unknown is not None:
+        raise ContractError(
+            f"{where} holds label {unknown[:40]!r}, which is not one of class_names {list(output.class_names)[:12]}"
+        )
+    return np.array([index[label] for label in labels], dtype=np.int64)
+
+
+def _check_targets(output: Output, targets: np.ndarray, n_rows: int, where: str) -> None:
     if len(targets) != n_rows:
         raise ContractError(f"{n_rows} test rows but {len(targets)} targets in {where}")
+    if output.task != "classification" and targets.dtype.kind not in "iufb":
+        what = "strings" if targets.dtype.kind in "OUS" else f"{targets.dtype.name} values"
+        raise ContractError(
+            f"{where} holds {what}; the targets of a {output.task} output are numbers"
+            + (" (0 or 1 for each class of a row)" if output.task == "multilabel" else "")
+        )
     if output.task == "classification":
         labels = metrics.class_targets(output, targets)
         n_classes = output.n_classes or 0

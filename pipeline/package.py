@@ -2,7 +2,8 @@
 
 The alias is resolved to a version first and that version imported (`models:/<name>/<version>`), so the stored
 model and its labels describe the same version even if the alias moves meanwhile. A version already stored is
-reused, and becomes the store's `latest` again (after a rollback, the older version is the one to serve).
+reused, and becomes the store's `latest` again (after a rollback, the older version is the one to serve). Either
+way it is recorded as the model a bare `bentoml serve` serves (service/models/last_packaged.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from pipeline import tracking
 from pipeline.errors import PipelineError
 from pipeline.settings import PipelineSettings
+from service.models.last_packaged import LastPackaged, record
 from service.models.lineage import ModelLineage, lineage_of_version
 from service.models.registry import holder
 
@@ -47,7 +49,7 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
         pass
     else:
         make_latest(str(stored.tag))
-        return Packaged(str(stored.tag), number, reused=True)
+        return _recorded(settings, Packaged(str(stored.tag), number, reused=True))
 
     lineage = lineage_of_version(client, version, alias)
     try:
@@ -65,7 +67,13 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
     except ContractError as exc:
         bentoml.models.delete(stored.tag)
         raise PipelineError(f"version {number} of {settings.model_name!r} cannot be served: {exc}") from None
-    return Packaged(str(stored.tag), number, reused=False)
+    return _recorded(settings, Packaged(str(stored.tag), number, reused=False))
+
+
+def _recorded(settings: PipelineSettings, packaged: Packaged) -> Packaged:
+    """What a bare `bentoml serve service.service:PredictionService` serves from now on (with this DATA_DIR)."""
+    record(settings.data_dir, LastPackaged(model_name=settings.model_name, model_tag=packaged.tag))
+    return packaged
 
 
 def _labels(lineage: ModelLineage) -> dict[str, str]:

@@ -31,7 +31,8 @@ class PipelineSettings(UiSettings):
     )
     notebook: Path = Field(
         default=PROJECT_ROOT / "notebooks" / "train.ipynb",
-        description="The training notebook (`python -m pipeline train --notebook PATH` too).",
+        description="The training notebook, which names the model every command acts on (`--notebook PATH` "
+        "too); a relative path is taken from the current folder.",
     )
     kernel_name: str = Field(default="python3", description="Jupyter kernel that runs the notebook.")
 

@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 
 from pipeline.errors import TrackingUnreachable
 from pipeline.settings import PipelineSettings
+from service.settings import sqlite_file
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -43,6 +44,19 @@ def connect(settings: PipelineSettings) -> MlflowClient:
 
     mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(uri)
+
+
+def create_if_new(settings: PipelineSettings) -> MlflowClient | None:
+    """Create and migrate the store here if it is a SQLite file not made yet (the embedded one or any named by
+    MLFLOW_TRACKING_URI), and return its client; None when there is nothing to create (the store exists, or is a
+    server). Call it before starting another process that opens the store (the notebook's kernel): two processes
+    migrating one new file at once fail, one of them with alembic's "Online migration expected to match one
+    row" or "table _alembic_tmp_experiments already exists"."""
+    path = sqlite_file(settings.tracking_uri)
+    if path is None or (path.exists() and path.stat().st_size > 0):
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return connect(settings)  # MlflowClient opens its store at once: the tables are made and migrated here
 
 
 def experiment_id(client: MlflowClient, settings: PipelineSettings) -> str:

@@ -61,10 +61,9 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
     invocation = uuid.uuid4().hex
     executed = settings.runs_dir / invocation / settings.notebook.name
     tags = lineage.run_tags(settings.notebook, values)
-    # A new embedded store is created (and migrated) before the kernel may open it too: two processes
-    # migrating one SQLite file at once fail ("duplicate column name"). An existing store is only opened,
-    # meanwhile the kernel imports TensorFlow.
-    client = tracking.connect(settings) if _new_embedded_store(settings) else None
+    # A new store is made before the kernel may open it too; an existing one is only opened, meanwhile the
+    # kernel imports TensorFlow.
+    client = tracking.create_if_new(settings)
     with ThreadPoolExecutor(max_workers=1) as pool, evaluation.WhereServed() as where_served:
         execution = pool.submit(_execute, settings, executed, values, invocation, progress_bar)
         client = client or tracking.connect(settings)
@@ -139,10 +138,6 @@ def _named_by_run(executed: Path, folder: Path) -> Path:
     """The executed notebook's folder takes the run's id once the run is known (it ran under the invocation's)."""
     executed.parent.rename(folder)
     return folder / executed.name
-
-
-def _new_embedded_store(settings: PipelineSettings) -> bool:
-    return settings.is_embedded_store and not settings.store_file.exists()
 
 
 def _execute(

@@ -25,12 +25,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.models.last_packaged import last_packaged
 from service.models.metrics import HIGHER_IS_BETTER, is_metric
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The largest legitimate body, a job of 10,000 rows (MAX_ROWS_PER_JOB) of 64 numbers, measured as `json.dumps`
 # writes it: 3.4 MB with the digits data's values (0.0 to 16.0), 13.2 MB with full-precision float64 values.
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+SQLITE = "sqlite:///"  # a SQLite tracking store's URI: this, then the file's path
 
 
 class Settings(BaseSettings):
@@ -47,7 +49,7 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None,
         description="Any MLflow tracking server or store; default: SQLite under DATA_DIR (`python -m pipeline "
-        "store` prints it).",
+        "store` prints it). A relative SQLite path (`sqlite:///my.db`) is taken from the current folder.",
     )
     model_name: str = Field(
         default="",
@@ -68,8 +70,14 @@ class Settings(BaseSettings):
 
     @field_validator("mlflow_tracking_uri")
     @classmethod
-    def _unset_when_empty(cls, uri: str | None) -> str | None:
-        return uri or None
+    def _unset_when_empty_and_absolute(cls, uri: str | None) -> str | None:
+        # A SQLite file is named absolutely, so that every process given the URI (the notebook's kernel runs in
+        # the notebook's folder) opens the same file.
+        path = sqlite_file(uri) if uri else None
+        if not uri or path is None:
+            return uri or None
+        query = uri.partition("?")[2]
+        return f"{SQLITE}{path}" + (f"?{query}" if query else "")
 
     @field_validator("gate_metric")
     @classmethod
@@ -88,7 +96,7 @@ class Settings(BaseSettings):
 
     @property
     def embedded_uri(self) -> str:
-        return f"sqlite:///{self.store_file}"
+        return f"{SQLITE}{self.store_file}"
 
     @property
     def tracking_uri(self) -> str:
@@ -98,6 +106,13 @@ class Settings(BaseSettings):
     def is_embedded_store(self) -> bool:
         """The SQLite file under data_dir, whether by default or named (`python -m pipeline store` prints it)."""
         return self.tracking_uri == self.embedded_uri
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The file a SQLite tracking URI names, absolute (a relative path is taken from the current folder, as
+    SQLAlchemy takes it); None for any other store and for an in-memory database."""
+    path = uri.removeprefix(SQLITE).partition("?")[0] if uri.startswith(SQLITE) else ""
+    return Path(path).resolve() if path and path != ":memory:" else None
 
 
 class UiSettings(Settings):
@@ -112,7 +127,8 @@ class SourceSettings(Settings):
 
     model_tag: str | None = Field(
         default=None,
-        description="BentoML model tag to serve; default: `<model_name>:latest`, set by packaging.",
+        description="BentoML model tag to serve; default: `<model_name>:latest` when MODEL_NAME is set, else the "
+        "model `python -m pipeline package` packaged last with this DATA_DIR.",
     )
     follow_alias: str | None = Field(
         default=None,
@@ -130,15 +146,20 @@ class SourceSettings(Settings):
 
     @property
     def bento_model_tag(self) -> str:
-        """The packaged model to serve: MODEL_TAG, else the latest packaged version of MODEL_NAME."""
+        """The packaged model to serve: MODEL_TAG, else the latest packaged version of MODEL_NAME, else what
+        `python -m pipeline package` packaged last with this data folder."""
         if self.model_tag:
             return self.model_tag
-        if not self.model_name:
+        if self.model_name:
+            return f"{bento_model_name(self.model_name)}:latest"
+        last = last_packaged(self.data_dir)
+        if last is None:
             raise ValueError(
-                "set MODEL_TAG (the packaged model to serve) or MODEL_NAME (its latest packaged version); "
-                "`./noxw -s serve`, `stack` and `container` set them for the notebook NOTEBOOK names"
+                f"nothing was packaged with DATA_DIR {self.data_dir}: run `python -m pipeline package` (with the "
+                "NOTEBOOK you trained), or set MODEL_TAG (the packaged model to serve) or MODEL_NAME (its latest "
+                "packaged version)"
             )
-        return f"{bento_model_name(self.model_name)}:latest"
+        return last.model_tag
 
 
 class JobSettings(Settings):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stand-ins for the images compose.yaml takes from registries (rabbitmq:3.13-management, mongo:7, the MLflow
-# server), FOR TESTS on machines that reach no image registry (tests/e2e/test_compose.py), NEVER FOR PRODUCTION:
+# server), FOR TESTS on machines that reach no image registry (tests/e2e/test_compose_up.py), NEVER FOR PRODUCTION:
 # RabbitMQ from Debian's package, the MLflow server from uv.lock, and nx-27017 (a MongoDB wire-protocol server
 # over SQLite) for MongoDB, each built on the locally made base image (docker/base-image.sh), nothing pulled.
 #

@@ -212,11 +212,30 @@ def truthful(document: dict[str, Any]) -> dict[str, Any]:
                 responses[str(status)] = error_response(ERROR_MEANINGS[status])
             operation["responses"] = dict(sorted(responses.items()))
     schemas = document.get("components", {}).get("schemas", {})
+    document["paths"] = _nullable(document.get("paths", {}))
+    schemas.update(_nullable(schemas))
     used = set(_refs(document["paths"])) | set(_refs(schemas))
     for name in _UNUSED_SCHEMAS:
         if f"#/components/schemas/{name}" not in used:
             schemas.pop(name, None)
     return document
+
+
+def _nullable(node: Any) -> Any:
+    """FastAPI's `anyOf: [schema, {type: null}]` (JSON Schema's, OpenAPI 3.1's) as OpenAPI 3.0, this document's
+    version, says it: the schema, `nullable`. A 3.0 reader (schemathesis, a client generator) refuses `null` as
+    a type."""
+    if isinstance(node, list):
+        return [_nullable(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _nullable(value) for key, value in node.items()}
+    alternatives = node.get("anyOf")
+    if isinstance(alternatives, list) and {"type": "null"} in alternatives:
+        rest = [item for item in alternatives if item != {"type": "null"}]
+        del node["anyOf"]
+        node = (rest[0] | node if len(rest) == 1 else node | {"anyOf": rest}) | {"nullable": True}
+    return node
 
 
 def _refs(node: Any) -> list[str]:

@@ -16,9 +16,13 @@ A model of several named inputs:
     {"dataframe_records": [...]}, {"dataframe_split": ...}  when every input is one value a row (a table's columns)
 
 Values are finite numbers (JSON true/false are not numbers here) that fit the input's dtype, or strings for a
-string input; an input of shape [-1, 1] also takes one bare value a row. Every problem is a `RequestError` whose
-message names the input (of several), row and field at fault; messages never echo more than a few characters
-of the input.
+string input; an input of shape [-1, 1] also takes one bare value a row. A number fits a float input when it
+rounds to a finite value of its dtype (`number_limit`), an integer input when it is whole and in its range.
+`dataframe_split` takes a model of several inputs only when they are of one dtype and shape: its rows are
+positional, and an OpenAPI 3.0 document cannot give each position its own type. The OpenAPI document says the
+same (service.http.schemas), but for one rule JSON Schema cannot state: every input the same number of rows.
+Every problem is a `RequestError` whose message names the input (of several), row and field at fault; messages
+never echo more than a few characters of the input.
 """
 
 from __future__ import annotations
@@ -101,6 +105,10 @@ def _named_inputs(key: str, value: Any, contract: ModelContract, max_rows: int) 
     names = [tensor.name for tensor in contract.inputs]
     if key in ("dataframe_split", "dataframe_records") and not contract.scalar_columns:
         fail(f"{key} needs a model whose every input is one value a row; send inputs or instances")
+    if key == "dataframe_split" and not contract.uniform_columns:
+        fail(
+            "dataframe_split needs inputs of one dtype and shape; this model's differ: send dataframe_records"
+        )
     if key == "inputs":
         if not isinstance(value, dict):
             fail(f"inputs must be an object of each input's rows ({_names(names)}), got {_kind(value)}")
@@ -133,19 +141,42 @@ def parse_rows(value: Any, tensor: Tensor, max_rows: int, where: str = "") -> np
         fail(f"{where}no rows: send at least one row")
     if len(value) > max_rows:
         fail(f"{where}{len(value)} rows; at most {max_rows} rows per request")
-    if shape == (1,) and not any(isinstance(row, list) for row in value):
-        value = [[row] for row in value]  # one bare value a row
+    if shape == (1,):
+        value = [row if isinstance(row, list) else [row] for row in value]  # a bare value a row
     rows = _strings(value, shape) if tensor.strings else _numbers(value, shape, tensor.dtype)
     if rows is None:
-        fail(_describe(value, tensor, where))
+        problems = _problems(value, tensor, where)
+        if problems or tensor.strings:
+            fail("; ".join(problems) or f"{where}values that are not strings")
+        rows = _in_range(value, tensor.dtype)
     return rows
+
+
+def number_limit(dtype: np.dtype) -> float:
+    """The largest magnitude a JSON number may have for a float input of `dtype`, the limit included: the largest
+    float64 that rounds to a finite value of the dtype (float32: the float64 just below 2**128 - 2**103, which is
+    halfway from its max to the next power of two, where the tie rounds to infinity). float64's is its max (a JSON
+    float cannot pass it; a long integer literal can). Compared exactly, integer literals too."""
+    info = np.finfo(dtype)
+    if info.bits >= 64:
+        return float(info.max)
+    return float(np.nextafter(2.0**info.maxexp - 2.0 ** (info.maxexp - info.nmant - 2), 0.0))
+
+
+def _in_range(value: list[Any], dtype: np.dtype) -> np.ndarray:
+    """Rows whose every value was checked on its own, which the fast path could not convert: integers beyond
+    float64's precision (whole numbers near a float32's limit, or an int64 beside a float)."""
+    if dtype.kind != "f":
+        return np.array(value, dtype=dtype)
+    largest = np.finfo(dtype).max
+    return np.clip(np.array(value, dtype=np.float64), -largest, largest).astype(dtype)
 
 
 def _numbers(value: list[Any], shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
     """The fast path: one conversion. Strings, None, nested or ragged rows fall to the row-by-row search."""
     try:
         raw = np.array(value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):  # OverflowError: an integer past float64 beside a float
         return None
     if raw.shape[1:] != shape or raw.dtype.kind not in "iuf" or _has_boolean(value):
         return None
@@ -230,16 +261,14 @@ def _has_boolean(value: list[Any]) -> bool:
     )
 
 
-def _describe(rows: list[Any], tensor: Tensor, where: str) -> str:
+def _problems(rows: list[Any], tensor: Tensor, where: str) -> list[str]:
     """What is wrong, row by row and field by field (the first few problems)."""
     problems: list[str] = []
     for i, row in enumerate(rows):
         _walk(row, tensor.shape, tensor.dtype, f"{where}row {i}", (), problems)
         if len(problems) >= MAX_REPORTED_ERRORS:
             break
-    if not problems:  # every value passes on its own (e.g. mixed integer overflow): say so plainly
-        problems.append(f"{where}values out of range for {tensor.dtype_name}")
-    return "; ".join(problems[:MAX_REPORTED_ERRORS])
+    return problems[:MAX_REPORTED_ERRORS]
 
 
 def _walk(
@@ -281,13 +310,12 @@ def _field_problem(item: Any, dtype: np.dtype) -> str | None:
     if isinstance(item, float) and not math.isfinite(item):
         return f"{item} is not a finite number"
     if dtype.kind == "f":
-        with np.errstate(over="ignore"):
-            cast = np.array(item, dtype=np.float64).astype(dtype)
-        if not np.isfinite(cast):
+        if abs(item) > number_limit(dtype):  # compared exactly, a long integer too
             return f"{_short(item)} is out of range for {dtype.name}"
     elif dtype.kind in "iu":
         info = np.iinfo(dtype)
-        if not float(item).is_integer() or not info.min <= item <= info.max:
+        whole = isinstance(item, int) or item.is_integer()
+        if not whole or not info.min <= item <= info.max:
             return f"{_short(item)} is not an integer in the range of {dtype.name}"
     return None
 

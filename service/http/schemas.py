@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
-from service.http.rows import FORMATS, RequestError, RowRules
+from service.http.rows import FORMATS, RequestError, RowRules, number_limit
 from service.models.contract import ModelContract, Output, Tensor, show_shape
 
 
@@ -125,21 +125,23 @@ def _parsed(data: Any) -> bool:
 
 
 def value_schema(dtype: np.dtype) -> dict[str, Any]:
-    """One value of the model's input as JSON may carry it: a number within the dtype's range (a whole number
-    for an integer dtype), as the rows' check accepts it (service.http.rows)."""
+    """One value of the model's input as JSON may carry it, exactly as the rows' check takes it
+    (service.http.rows): a whole number in an integer dtype's range, or a number that rounds to a finite value of
+    a float dtype (inclusive bounds: FastAPI reads OpenAPI 3.0's boolean exclusive bounds as numbers). A whole
+    number is `multipleOf: 1`, not `type: integer`: OpenAPI 3.0 reads schemas as JSON Schema draft 4, where `2.0`
+    is not an integer, and JSON (like the check) does not tell 2.0 from 2."""
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        return {"type": "integer", "minimum": int(info.min), "maximum": int(info.max)}
-    largest = float(np.finfo(dtype).max)
-    return {"type": "number", "minimum": -largest, "maximum": largest}
+        return {"type": "number", "multipleOf": 1, "minimum": int(info.min), "maximum": int(info.max)}
+    limit = number_limit(dtype)
+    return {"type": "number", "minimum": -limit, "maximum": limit}
 
 
 def request_schema(title: str, contract: ModelContract | None, max_rows: int) -> dict[str, Any]:
-    """The request body in the OpenAPI document: exactly one of the formats, rows of the inputs' real shapes."""
+    """The request body in the OpenAPI document: exactly one of the formats, rows of the inputs' real shapes, the
+    body the rows' check takes and no other (but for equal row counts by input name, which it says in words)."""
     if contract is None:
-        properties = {
-            key: {"type": "array", "minItems": 1, "maxItems": max_rows} for key in ("instances", "inputs")
-        }
+        properties = {key: _array({}, max_rows) for key in ("instances", "inputs")}
         described = "rows of the model's inputs"
     elif contract.single_input:
         properties = _one_input(contract, max_rows)
@@ -173,62 +175,68 @@ def _row(tensor: Tensor) -> dict[str, Any]:
     return {"anyOf": [row, _value(tensor)]} if tensor.shape == (1,) else row
 
 
-def _rows(tensor: Tensor, max_rows: int) -> dict[str, Any]:
-    return {"type": "array", "minItems": 1, "maxItems": max_rows, "items": _row(tensor)}
+def _array(items: dict[str, Any], max_rows: int) -> dict[str, Any]:
+    return {"type": "array", "minItems": 1, "maxItems": max_rows, "items": items}
+
+
+def _record(properties: dict[str, Any]) -> dict[str, Any]:
+    """An object of exactly these names."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
 
 
 def _one_input(contract: ModelContract, max_rows: int) -> dict[str, Any]:
-    rows = _rows(contract.input, max_rows)
+    tensor, names = contract.input, contract.feature_names
+    rows = _array(_row(tensor), max_rows)
+    if names:  # rows as lists, or every row an object of the feature names
+        record = _record({name: _value(tensor) for name in names})
+        rows = {"anyOf": [rows, _array(record, max_rows)]}
     properties: dict[str, Any] = {
         "instances": rows | {"description": "Rows of the model's input."},
-        "inputs": rows | {"description": "The same as instances (MLflow's name)."},
+        "inputs": {"anyOf": [rows, _record({tensor.name: rows})]}
+        | {
+            "description": f"The same as instances (MLflow's name), or under the input's name {tensor.name!r}."
+        },
     }
-    names = contract.feature_names
     if names:
-        value = _value(contract.input)
-        named = {"type": "object", "properties": {n: value for n in names}, "required": list(names)}
-        properties["instances"] = properties["instances"] | {
-            "items": {"anyOf": [_row(contract.input), named]}
+        properties["dataframe_records"] = _array(record, max_rows) | {
+            "description": "Rows keyed by feature name."
         }
-        properties["dataframe_records"] = rows | {
-            "items": named,
-            "description": "Rows keyed by feature name.",
-        }
-        properties["dataframe_split"] = _split(names, rows)
+        properties["dataframe_split"] = _split(names, _value(tensor), max_rows)
     return properties
 
 
 def _named_inputs(contract: ModelContract, max_rows: int) -> dict[str, Any]:
-    names = [t.name for t in contract.inputs]
-
-    def each(schema: Any) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "properties": {t.name: schema(t) for t in contract.inputs},
-            "required": names,
-            "additionalProperties": False,
-        }
-
+    record = _record({t.name: _row(t) for t in contract.inputs})
     properties: dict[str, Any] = {
-        "inputs": each(lambda t: _rows(t, max_rows)) | {"description": "Each input's rows, by its name."},
-        "instances": {"type": "array", "minItems": 1, "maxItems": max_rows, "items": each(_row)}
+        "inputs": _record({t.name: _array(_row(t), max_rows) for t in contract.inputs})
+        | {"description": "Each input's rows, by its name; every input the same number of rows."},
+        "instances": _array(record, max_rows)
         | {"description": "Rows, each an object of every input's value."},
     }
     if contract.scalar_columns:
-        records = {"type": "array", "minItems": 1, "maxItems": max_rows, "items": each(_value)}
-        properties["dataframe_records"] = records | {"description": "Rows keyed by input name."}
-        row = {"type": "array", "items": {"anyOf": [_value(t) for t in contract.inputs]}}
-        properties["dataframe_split"] = _split(names, {"type": "array", "maxItems": max_rows, "items": row})
+        properties["dataframe_records"] = _array(record, max_rows) | {
+            "description": "Rows keyed by input name."
+        }
+    if contract.uniform_columns:
+        names = [t.name for t in contract.inputs]
+        properties["dataframe_split"] = _split(names, _row(contract.input), max_rows)
     return properties
 
 
-def _split(names: Sequence[str], rows: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "columns": {"type": "array", "items": {"type": "string", "enum": list(names)}},
-            "data": rows,
-        },
-        "required": ["data"],
-        "description": "Columns and rows, as pandas' split orient.",
-    }
+def _split(names: Sequence[str], cell: dict[str, Any], max_rows: int) -> dict[str, Any]:
+    """pandas' split orient: rows of one cell a column, in the columns' order (each name once), else the model's."""
+    row = {"type": "array", "items": cell, "minItems": len(names), "maxItems": len(names)}
+    columns = {"type": "string", "enum": list(names)}
+    return _record(
+        {
+            "columns": {"type": "array", "items": columns, "minItems": len(names), "maxItems": len(names)}
+            | {"uniqueItems": True},
+            "data": _array(row, max_rows),
+            "index": {"description": "Row labels, not read."},
+        }
+    ) | {"required": ["data"], "description": "Columns and rows, as pandas' split orient."}

@@ -1,12 +1,15 @@
-"""`python -m service.models.check MODEL_DIR ROWS`: load a logged model exactly as the API and the job worker load
-it, in a process of its own, and check that it answers its held-out rows as the notebook's model did.
+"""`python -m service.models.check MODEL_DIR ROWS [MODEL_DIR ROWS ...]`: load each logged model exactly as the API
+and the job worker load it, in a process of its own, and check that it answers its held-out rows as the notebook's
+model did.
 
 The pipeline runs it before it registers a version, in a fresh process with nothing of the notebook (no kernel
 globals, no classes registered by its cells, not its folder on the path): a version that loads here loads where
-it is served. It prints nothing and exits 0 when the model passes; it prints why and exits 1 when it does not.
+it is served. For each model it prints one JSON line on stdout, `null` when the model passes, else why (also on
+stderr, for a person); it exits 0 when every model passes, 1 otherwise. Several models share one process (and
+its TensorFlow import): the model zoo's tests check all their models in one.
 
 `python -m service.models.check -` is the same check started ahead: it imports what the service imports
-(TensorFlow: seconds) at once, then reads `MODEL_DIR ROWS` as a JSON list from one line of stdin. The pipeline
+(TensorFlow: seconds) at once, then reads `MODEL_DIR ROWS ...` as a JSON list from one line of stdin. The pipeline
 starts it beside the kernel, so the import is paid while the kernel imports its own, not after training. An
 empty stdin (the pipeline stopped first) ends it quietly.
 """
@@ -70,17 +73,25 @@ def main(argv: list[str]) -> int:
         if not line.strip():
             os._exit(0)
         argv = json.loads(line)
-    if len(argv) != 2:
+    if not argv or len(argv) % 2:
         print(
-            "usage: python -m service.models.check MODEL_DIR ROWS (or -, then both on stdin)", file=sys.stderr
+            "usage: python -m service.models.check MODEL_DIR ROWS [MODEL_DIR ROWS ...] (or -, then them on stdin)",
+            file=sys.stderr,
         )
         return 2
-    problem = check(Path(argv[0]), Path(argv[1]))
-    if problem:
-        print(problem, file=sys.stderr)
-    sys.stderr.flush()
-    # Skip the interpreter's teardown of TensorFlow (seconds): the answer is out.
-    os._exit(1 if problem else 0)
+    failed = False
+    answers, sys.stdout = (
+        sys.stdout,
+        sys.stderr,
+    )  # what loading prints goes to stderr: stdout holds only the answers
+    for model_dir, rows in zip(argv[::2], argv[1::2], strict=True):
+        problem = check(Path(model_dir), Path(rows))
+        print(json.dumps(problem), file=answers, flush=True)
+        if problem:
+            print(problem, file=sys.stderr, flush=True)
+            failed = True
+    # Skip the interpreter's teardown of TensorFlow (seconds): the answers are out.
+    os._exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -301,6 +301,11 @@ class ModelContract:
         """Every input one value per row: the model takes a table's rows (dataframe_records, dataframe_split)."""
         return not self.single_input and all(t.shape in ((), (1,)) for t in self.inputs)
 
+    @property
+    def uniform_columns(self) -> bool:
+        """A table's columns all of one dtype and shape: its rows may come as positional lists (dataframe_split)."""
+        return self.scalar_columns and len({(t.dtype, t.shape) for t in self.inputs}) == 1
+
     def differs_from(self, other: ModelContract) -> str | None:
         """Why a request or answer valid for `other` would not be for this model, or None when they match. The
         name of a model's only input or only output is not part of its requests and answers (`instances`,

@@ -3,6 +3,8 @@
 
 notebooks/examples/diabetes_regressor.ipynb  regression, 10 named features: [-1, 10] -> [-1, 1]
 notebooks/examples/digits_conv2d.ipynb       classification of 8x8x1 images: [-1, 8, 8, 1] -> [-1, 10]
+notebooks/examples/iris_sequential.ipynb     Keras's getting-started `Sequential` (Normalization, Dropout):
+                                             [-1, 4] -> [-1, 3], the classes by name
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from support.job_servers import delete_queues, fresh_job_settings, settings_env
 from support.processes import free_port, running
 from support.served import served_service
 
+from service.http.rows import number_limit
 from tests.conftest import PROJECT_ROOT, pipeline_command
 from tests.e2e.test_jobs_served import finished
 
@@ -39,6 +42,7 @@ class Example:
     task: str
     input_shape: list[int]  # with the batch dimension, as GET /model shows it
     feature_names: tuple[str, ...] | None = None
+    class_names: tuple[str, ...] = tuple(str(digit) for digit in range(10))
 
 
 def _diabetes_features() -> tuple[str, ...]:
@@ -56,6 +60,13 @@ EXAMPLES = [
         _diabetes_features(),
     ),
     Example("notebooks/examples/digits_conv2d.ipynb", "digits-conv2d", "classification", [-1, 8, 8, 1]),
+    Example(
+        "notebooks/examples/iris_sequential.ipynb",
+        "iris-sequential",
+        "classification",
+        [-1, 4],
+        class_names=("setosa", "versicolor", "virginica"),
+    ),
 ]
 
 
@@ -94,11 +105,6 @@ def trained(
         "TF_CPP_MIN_LOG_LEVEL": "3",
         **settings_env(settings),
     }
-    # The store's tables first: on a fresh SQLite store `python -m pipeline train` and its kernel create them at
-    # the same time and the kernel's start_run can fail ("duplicate column name: status_details").
-    tracking_uri = f"sqlite:///{data_dir / 'mlflow.db'}"
-    data_dir.mkdir()
-    client = mlflow.MlflowClient(tracking_uri)
     done = pipeline_command(env, "train", "-p", "epochs", "2", "--no-progress")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "registered" in done.stdout, done.stdout
@@ -108,6 +114,7 @@ def trained(
     packaged = pipeline_command(env, "package")
     assert packaged.returncode == 0, packaged.stdout + packaged.stderr
 
+    client = mlflow.MlflowClient(f"sqlite:///{data_dir / 'mlflow.db'}")
     held = held_out(client, run_id)  # a single-input, single-output model: one array each
     (rows,), (outputs,) = held.x.values(), held.outputs.values()
     try:
@@ -130,7 +137,8 @@ def assert_answers_outputs(answer: dict[str, Any], trained: Trained) -> None:
     else:
         np.testing.assert_allclose(answer["probabilities"], trained.outputs, rtol=RTOL, atol=ATOL)
         assert answer["predictions"] == trained.outputs.argmax(axis=1).tolist()
-        assert answer["classes"] == [str(label) for label in trained.outputs.argmax(axis=1)]
+        names = trained.example.class_names
+        assert answer["classes"] == [names[label] for label in trained.outputs.argmax(axis=1)]
 
 
 def test_the_pipeline_registers_the_run(trained: Trained) -> None:
@@ -178,11 +186,14 @@ def test_model_shows_task_and_input_shape(client: httpx.Client, trained: Trained
 
 
 def _row_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema of one row of `instances`: the array one among its alternatives (with named features)."""
-    items = schema["properties"]["instances"]["items"]
-    arrays = [item for item in items.get("anyOf", [items]) if item.get("type") == "array"]
-    assert len(arrays) == 1, items
-    return arrays[0]
+    """The schema of one row of `instances`: of its rows as lists, one of two alternatives with named features
+    (the other: every row an object)."""
+    instances = schema["properties"]["instances"]
+    rows = [
+        rows["items"] for rows in instances.get("anyOf", [instances]) if rows["items"].get("type") == "array"
+    ]
+    assert len(rows) == 1, instances
+    return rows[0]
 
 
 def test_openapi_predict_request_shows_the_row_shape(client: httpx.Client, trained: Trained) -> None:
@@ -193,10 +204,12 @@ def test_openapi_predict_request_shows_the_row_shape(client: httpx.Client, train
     for size in trained.example.input_shape[1:]:
         assert row["type"] == "array" and (row["minItems"], row["maxItems"]) == (size, size), row
         row = row["items"]
-    assert row == {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}  # float32's range
+    limit = number_limit(np.dtype(np.float32))  # past float32's max, what still rounds to it
+    assert row == {"type": "number", "minimum": -limit, "maximum": limit} and limit > FLOAT32_MAX, row
     if trained.example.feature_names:
         records = schema["properties"]["dataframe_records"]["items"]
         assert records["required"] == list(trained.example.feature_names)
+        assert records["additionalProperties"] is False
 
 
 def test_a_job_answers_what_predict_answers(client: httpx.Client, trained: Trained) -> None:

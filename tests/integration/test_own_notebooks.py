@@ -259,13 +259,20 @@ def test_the_notebook_names_its_model_and_experiment_and_its_versions_say_who_tr
     tmp_path: Path, monkeypatch
 ) -> None:
     """No MODEL_NAME: a notebook declaring `registered_model_name` registers there, never under the demo's name;
-    its runs go to the experiment of its file's name; descriptions and tags name the notebook."""
+    its runs go to the experiment of its file's name; descriptions and tags name the notebook. The store is a
+    person's own, a new SQLite file named relative to the current folder (the kernel runs in the notebook's):
+    made once, before the kernel opens it, and the one the kernel's run goes to."""
     for key in ("MODEL_NAME", "EXPERIMENT_NAME", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(key, raising=False)
     notebook = write(tmp_path / "wine_quality.ipynb", WINE.replace("ACTIVATION", '"softmax"') + LOG)
-    settings = PipelineSettings(data_dir=tmp_path, notebook=notebook, _env_file=None)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    uri = "sqlite:///stores/own.db"
+    settings = PipelineSettings(data_dir=tmp_path, notebook=notebook, mlflow_tracking_uri=uri, _env_file=None)
     assert (settings.model_name, settings.experiment_name) == ("wine", "wine_quality")
     result = train(settings, {}, progress_bar=False)
+    assert settings.tracking_uri == f"sqlite:///{tmp_path / 'elsewhere' / 'stores' / 'own.db'}"
+    assert not (tmp_path / "stores").exists() and not (tmp_path / "mlflow.db").exists()
     client = MlflowClient(settings.tracking_uri)
     assert result.model_name == "wine" and [m.name for m in client.search_registered_models()] == ["wine"]
     run = client.get_run(result.run_id)

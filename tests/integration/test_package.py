@@ -24,6 +24,13 @@ def latest(bentoml_home: Path, name: str = "digits-classifier") -> str:
     return (bentoml_home / "models" / name / "latest").read_text().strip()
 
 
+def bare_serve_tag(data_dir: Path) -> str:
+    """The model a bare `bentoml serve service.service:PredictionService` serves: no MODEL_TAG, no MODEL_NAME."""
+    from service.settings import ServiceSettings
+
+    return ServiceSettings(data_dir=data_dir, model_tag=None, model_name="", _env_file=None).bento_model_tag
+
+
 def test_package_stores_lineage_and_reuses_the_stored_version(
     champion_store: ChampionStore, tmp_path: Path
 ) -> None:
@@ -34,9 +41,12 @@ def test_package_stores_lineage_and_reuses_the_stored_version(
     assert first.stdout.strip() == (
         f"stored digits-classifier version {champion_store.version} as BentoML model digits-classifier:{tag}"
     )
+    # A reused version is recorded as the one to serve too.
+    (champion_store.data_dir / "packaged.json").unlink()
     second = run_pipeline(champion_store, "package", BENTOML_HOME=str(home))
     assert second.returncode == 0, second.stderr
     assert second.stdout.startswith("reused ")
+    assert bare_serve_tag(champion_store.data_dir) == f"digits-classifier:{tag}"
 
     models = stored_models(home)
     assert list(models) == [tag]
@@ -57,7 +67,8 @@ def test_package_stores_lineage_and_reuses_the_stored_version(
 def test_after_a_rollback_packaging_makes_the_older_version_latest_again(
     champion_store: ChampionStore, tmp_path: Path
 ) -> None:
-    """Version 2 (the same run registered again) takes @champion, then is rolled back to version 1."""
+    """Version 2 (the same run registered again) takes @champion, then is rolled back to version 1; a bare
+    `bentoml serve` serves what was packaged last each time."""
     store = ChampionStore(tmp_path / "store", *_rest(champion_store))
     shutil.copytree(champion_store.data_dir, store.data_dir)  # artifacts stay where they are (absolute paths)
     home = str(tmp_path / "bentoml")
@@ -65,10 +76,12 @@ def test_after_a_rollback_packaging_makes_the_older_version_latest_again(
     assert run_pipeline(store, "promote", "2").returncode == 0
     assert run_pipeline(store, "package", BENTOML_HOME=home).returncode == 0
     assert latest(Path(home)).startswith("v2-")
+    assert bare_serve_tag(store.data_dir) == f"digits-classifier:v2-{store.run_id[:8]}"
     assert run_pipeline(store, "rollback").returncode == 0
     again = run_pipeline(store, "package", BENTOML_HOME=home)
     assert again.returncode == 0, again.stderr
     assert latest(Path(home)).startswith("v1-")
+    assert bare_serve_tag(store.data_dir) == f"digits-classifier:v1-{store.run_id[:8]}"
     assert sorted(stored_models(Path(home))) == sorted([f"v1-{store.run_id[:8]}", f"v2-{store.run_id[:8]}"])
 
 

@@ -248,8 +248,9 @@ def test_mlproject_entry_point_nests_the_pipeline_run(first, client, settings):
 
 
 def test_mlproject_without_a_tracking_uri_trains_into_the_projects_store(first, client, settings, tmp_path):
-    """The README's `mlflow run . -e train` with nothing set: MLflow's default (a new mlflow.db in the checkout)
-    used to get the run, its own version 1 and @champion; the project's store gets them now."""
+    """`mlflow run . -e notebook -P notebook=...` (docs/pipeline.md) with nothing set: MLflow's default (a new
+    mlflow.db in the checkout) used to get the run, its own version 1 and @champion; the project's store gets them
+    now. The notebook is named relative to where `mlflow run` is typed."""
     import shutil
 
     checkout = tmp_path / "checkout"  # a copy: `mlflow run` itself still writes its record to ./mlflow.db
@@ -259,7 +260,8 @@ def test_mlproject_without_a_tracking_uri_trains_into_the_projects_store(first, 
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env |= {**settings.kernel_env(), "MODEL_NAME": MODEL, "PATH": f"{bin_dir}:/usr/bin:/bin"}
     before = len(client.search_model_versions(f"name='{MODEL}'"))
-    command = ["mlflow", "run", ".", "-e", "train", "-P", "epochs=1", "--env-manager", "local"]
+    notebook = ["-P", "notebook=notebooks/train.ipynb", "-P", "epochs=1"]
+    command = ["mlflow", "run", ".", "-e", "notebook", *notebook, "--env-manager", "local"]
     done = subprocess.run(
         command, cwd=checkout, env=env, capture_output=True, text=True, timeout=600, check=False
     )

@@ -1,26 +1,34 @@
-"""The committed notebook stays thin: stripped of outputs, parameters tagged and annotated, logic in pipeline/."""
+"""The committed notebooks (the demo and the examples) stay thin: stripped of outputs, parameters tagged and
+annotated, logic in pipeline/."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import nbformat
+import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "train.ipynb"
+FOLDER = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOKS = sorted(p for p in FOLDER.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+each_notebook = pytest.mark.parametrize(
+    "path", NOTEBOOKS, ids=[str(p.relative_to(FOLDER)) for p in NOTEBOOKS]
+)
 
 
-def test_notebook_is_committed_without_outputs():
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+@each_notebook
+def test_notebook_is_committed_without_outputs(path: Path):
+    notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert code
     assert all(not cell.outputs and cell.execution_count is None for cell in code), (
-        "strip outputs before committing: nbstripout notebooks/train.ipynb"
+        f"strip outputs before committing: nbstripout {path}"
     )
 
 
-def test_exactly_one_parameters_cell_of_annotated_assignments():
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+@each_notebook
+def test_exactly_one_parameters_cell_of_annotated_assignments(path: Path):
+    notebook = nbformat.read(path, as_version=4)
     tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1
     lines = [line for line in tagged[0].source.splitlines() if line.strip()]

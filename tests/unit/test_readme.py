@@ -1,5 +1,6 @@
 """Every command the README and the reference pages under docs/ show names something that exists: a nox session,
-a pipeline subcommand, a setting."""
+a pipeline subcommand, a setting; every link of every page (the benchmark figures' too) leads somewhere, and every
+file of the checkout a page names is there."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import ast
 import re
 from pathlib import Path
 
-import yaml
-from support.documentation import documentation
+import pytest
+from support.documentation import EVERY_PAGE, anchors, documentation, links, named_files
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -34,20 +35,11 @@ def test_readme_nox_sessions_exist():
 
 
 def test_readme_pipeline_subcommands_exist():
-    from pipeline.__main__ import _parser
+    from pipeline.__main__ import parser
 
-    subcommands = next(a for a in _parser()._actions if a.dest == "command").choices
+    subcommands = next(a for a in parser()._actions if a.dest == "command").choices
     used = set(re.findall(r"python -m pipeline (\w+)", DOCS))
     assert used and used <= set(subcommands)
-
-
-def test_mlproject_train_passes_only_declared_notebook_parameters():
-    from pipeline.params import declared
-
-    entry = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]["train"]
-    passed = set(re.findall(r"-p (\w+) \{(\w+)\}", entry["command"]))
-    assert passed == {(name, name) for name in entry["parameters"]}
-    assert set(entry["parameters"]) <= set(declared(ROOT / "notebooks" / "train.ipynb"))
 
 
 def test_ci_runs_the_readme_test_command():
@@ -90,3 +82,22 @@ def test_the_store_command_prints_the_default_tracking_uri_to_copy(tmp_path):
     ).stdout  # fmt: skip
     assert printed == f"sqlite:///{tmp_path.resolve()}/mlflow.db\n"
     assert "`python -m pipeline store` prints it" in DOCS
+
+
+@pytest.mark.parametrize("page", EVERY_PAGE, ids=lambda page: str(page.relative_to(ROOT)))
+def test_every_link_of_a_page_leads_somewhere(page: Path) -> None:
+    broken = []
+    for target in links(page):
+        if re.match(r"[a-z]+:", target):  # another site: not checked here
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in anchors(linked)):
+            broken.append(target)
+    assert not broken, f"{page.relative_to(ROOT)} links to what is not there: {broken}"
+
+
+@pytest.mark.parametrize("page", EVERY_PAGE, ids=lambda page: str(page.relative_to(ROOT)))
+def test_every_file_a_page_names_is_in_the_checkout(page: Path) -> None:
+    missing = sorted(name for name in named_files(page) if not (ROOT / name).exists())
+    assert not missing, f"{page.relative_to(ROOT)} names files that are not there: {missing}"

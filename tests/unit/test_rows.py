@@ -189,13 +189,23 @@ def test_named_inputs_in_every_format_give_the_same_rows_of_each_input() -> None
         {"inputs": {"alcohol": [12.5, 13.0], "region": ["north", "south"]}},
         {"inputs": {"alcohol": [[12.5], [13.0]], "region": [["north"], ["south"]]}},
         {"instances": [{"alcohol": 12.5, "region": "north"}, {"region": "south", "alcohol": 13.0}]},
-        {"dataframe_records": [{"alcohol": 12.5, "region": "north"}, {"alcohol": 13.0, "region": "south"}]},
-        {"dataframe_split": {"columns": ["region", "alcohol"], "data": [["north", 12.5], ["south", 13.0]]}},
+        {"dataframe_records": [{"alcohol": 12.5, "region": "north"}, {"alcohol": 13.0, "region": ["south"]}]},
     ]
     for body in bodies:
         rows = parse_body(body, COLUMNS, 3)
         np.testing.assert_array_equal(rows["alcohol"], np.array([[12.5], [13.0]], dtype=np.float32))
         assert rows["region"].dtype == STRING and rows["region"].tolist() == [["north"], ["south"]]
+    # Positional rows only where every column is of one type (an OpenAPI 3.0 document cannot type each position).
+    split = {
+        "dataframe_split": {"columns": ["region", "alcohol"], "data": [["north", 12.5], ["south", 13.0]]}
+    }
+    assert body_error(split, COLUMNS).startswith("dataframe_split needs inputs of one dtype and shape")
+    uniform = ModelContract((TABLE.inputs[0], Tensor((1,), F32, "acidity")), TABLE.outputs)
+    rows = parse_body(
+        {"dataframe_split": {"columns": ["acidity", "alcohol"], "data": [[3.1, 12.5]]}}, uniform, 3
+    )
+    np.testing.assert_array_equal(rows["acidity"], np.array([[3.1]], F32))
+    np.testing.assert_array_equal(rows["alcohol"], np.array([[12.5]], F32))
 
 
 @pytest.mark.parametrize(

@@ -113,15 +113,94 @@ def test_the_shipped_demo_keeps_its_names(monkeypatch):
     assert (settings.model_name, settings.experiment_name) == ("digits-classifier", "digits")
 
 
-def test_the_service_needs_a_model_to_serve_and_says_which_settings_name_one(monkeypatch):
+def test_the_service_serves_what_was_packaged_last_unless_a_setting_names_a_model(monkeypatch, tmp_path):
+    from service.models.last_packaged import LastPackaged, record
     from service.settings import ServiceSettings
 
-    for key in ("MODEL_NAME", "MODEL_TAG"):
+    for key in ("MODEL_NAME", "MODEL_TAG", "DATA_DIR"):
         monkeypatch.delenv(key, raising=False)
-    with pytest.raises(ValueError, match=r"set MODEL_TAG .* or MODEL_NAME"):
-        _ = ServiceSettings(_env_file=None).bento_model_tag
+    with pytest.raises(
+        ValueError, match=r"run `python -m pipeline package` .* or set MODEL_TAG .* or MODEL_NAME"
+    ):
+        _ = ServiceSettings(_env_file=None, data_dir=tmp_path).bento_model_tag
+    record(tmp_path, LastPackaged(model_name="Wine Classifier", model_tag="wine-classifier:v2-ab"))
+    assert ServiceSettings(_env_file=None, data_dir=tmp_path).bento_model_tag == "wine-classifier:v2-ab"
     assert (
-        ServiceSettings(_env_file=None, model_name="Wine Classifier").bento_model_tag
-        == "wine-classifier:latest"
+        ServiceSettings(_env_file=None, data_dir=tmp_path, model_name="Digits").bento_model_tag
+        == "digits:latest"
     )
-    assert ServiceSettings(_env_file=None, model_tag="wine:v3-ab").bento_model_tag == "wine:v3-ab"
+    named = ServiceSettings(_env_file=None, data_dir=tmp_path, model_tag="wine:v3-ab")
+    assert named.bento_model_tag == "wine:v3-ab"
+    (tmp_path / "packaged.json").write_text("{")  # not a record: as if nothing was packaged
+    with pytest.raises(ValueError, match=r"nothing was packaged"):
+        _ = ServiceSettings(_env_file=None, data_dir=tmp_path).bento_model_tag
+
+
+def test_a_relative_sqlite_store_is_the_current_folders_for_every_process(monkeypatch, tmp_path):
+    """The kernel runs in the notebook's folder: it is given the file the person named, not a file of its own."""
+    for key in ("DATA_DIR", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    settings = PipelineSettings(mlflow_tracking_uri="sqlite:///stores/my.db?timeout=20", _env_file=None)
+    assert settings.tracking_uri == f"sqlite:///{tmp_path.resolve()}/stores/my.db?timeout=20"
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setattr("os.environ", {**settings.kernel_env()})
+    assert PipelineSettings(_env_file=None).tracking_uri == settings.tracking_uri
+    for kept in ("sqlite:///:memory:", "sqlite://", "postgresql://db/mlflow"):
+        assert PipelineSettings(mlflow_tracking_uri=kept, _env_file=None).tracking_uri == kept
+
+
+NOTEBOOK_COMMANDS = [
+    ["train"],
+    ["params"],
+    ["promote", "3"],
+    ["rollback"],
+    ["package"],
+    ["build"],
+    ["container"],
+]
+
+
+@pytest.mark.parametrize("command", NOTEBOOK_COMMANDS, ids=lambda command: command[0])
+def test_every_command_on_the_notebooks_model_takes_the_notebook_as_an_option_or_a_setting(
+    command, monkeypatch, tmp_path
+):
+    """`--notebook` and NOTEBOOK name the same model, a relative path taken from the current folder."""
+    from pipeline.__main__ import command_settings, parser
+
+    for key in ("MODEL_NAME", "EXPERIMENT_NAME", "NOTEBOOK"):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "mine").mkdir()
+    notebook_with(
+        tmp_path / "mine" / "wine.ipynb", 'registered_model_name: str = "wine-classifier"  # the model'
+    )
+    monkeypatch.chdir(tmp_path)
+
+    demo = command_settings(parser().parse_args(command))
+    assert demo.notebook == PROJECT_ROOT / "notebooks" / "train.ipynb"
+    by_option = command_settings(parser().parse_args([*command, "--notebook", "mine/wine.ipynb"]))
+    monkeypatch.setenv("NOTEBOOK", "mine/wine.ipynb")
+    by_setting = command_settings(parser().parse_args(command))
+    for settings in (by_option, by_setting):
+        assert settings.notebook == tmp_path.resolve() / "mine" / "wine.ipynb"
+        assert (settings.model_name, settings.experiment_name) == ("wine-classifier", "wine")
+    assert demo.model_name == "digits-classifier"
+
+
+def test_a_notebook_that_is_not_there_is_refused_naming_the_folder_it_was_looked_for_in(
+    monkeypatch, tmp_path
+):
+    from pipeline.__main__ import command_settings, parser
+    from pipeline.errors import PipelineError
+
+    monkeypatch.delenv("NOTEBOOK", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        PipelineError, match=rf"--notebook names {tmp_path.resolve()}/wine\.ipynb, which is not"
+    ):
+        command_settings(parser().parse_args(["rollback", "--notebook", "wine.ipynb"]))
+    monkeypatch.setenv("NOTEBOOK", "wine.ipynb")
+    with pytest.raises(PipelineError, match=r"NOTEBOOK names .* current folder"):
+        command_settings(parser().parse_args(["package"]))
+    assert command_settings(parser().parse_args(["store"])).tracking_uri  # a command that needs no notebook
