@@ -40,7 +40,6 @@ import httpx
 import numpy as np
 import pytest
 from pymongo import MongoClient
-from support.containers import RUN_OPTIONS
 from support.compose import (
     ROOT,
     ComposeProject,
@@ -49,6 +48,7 @@ from support.compose import (
     set_env_value,
     standin_images,
 )
+from support.containers import RUN_OPTIONS
 
 from pipeline.container import SYSTEM_CA_BUNDLE, base_image_name
 from tests.e2e.conftest import wait_ready as served_ready
@@ -262,7 +262,9 @@ def assert_the_image_as_built(stack: Stack) -> None:
     assert size <= MAX_IMAGE_BYTES, f"the image weighs {size / 1e9:.2f} GB (docs/benchmarks/image.md)"
     assert in_container(stack, "api", "id", "-un").strip() == "bentoml"
     assert in_container(stack, "worker", "id", "-u").strip() != "0"
-    base_bundle = podman("run", "--rm", *RUN_OPTIONS, "--entrypoint", "sha256sum", base_image_name(), SYSTEM_CA_BUNDLE)
+    base_bundle = podman(
+        "run", "--rm", *RUN_OPTIONS, "--entrypoint", "sha256sum", base_image_name(), SYSTEM_CA_BUNDLE
+    )
     assert in_container(stack, "api", "sha256sum", SYSTEM_CA_BUNDLE).strip() == base_bundle.strip()
     config = podman("image", "inspect", "--format", "{{json .Config.Env}}", image)
     assert "PASSWORD" not in config and "API_KEYS" not in config and "SECRET" not in config
@@ -481,4 +483,8 @@ def test_5_down_then_the_production_file_keeps_everything_and_publishes_only_the
         f"print(sorted(v.version for v in c.search_model_versions(\"name='{MODEL}'\")),"
         f" c.get_model_version_by_alias('{MODEL}', 'champion').version)",
     )  # fmt: skip
-    assert listed.split() == [f"['{stack.versions['first']}',", f"'{stack.versions['second']}']", stack.versions["first"]]
+    assert listed.split() == [
+        f"['{stack.versions['first']}',",
+        f"'{stack.versions['second']}']",
+        stack.versions["first"],
+    ]

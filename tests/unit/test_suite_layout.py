@@ -34,7 +34,9 @@ def _hold(alone: bool, entered: threading.Event, leave: threading.Event) -> thre
     return thread
 
 
-def test_readers_share_the_broker_and_a_restart_waits_for_them_and_keeps_new_readers_out(monkeypatch, tmp_path):
+def test_readers_share_the_broker_and_a_restart_waits_for_them_and_keeps_new_readers_out(
+    monkeypatch, tmp_path
+):
     monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", f"unit-{time.monotonic_ns()}")
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     first, second, writer, late = (threading.Event() for _ in range(4))
