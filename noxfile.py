@@ -112,9 +112,10 @@ def mlflow_ui(session: nox.Session) -> None:
 
 
 # Two test processes, each taking whole files (pytest-xdist): on two cores one computes while the other waits for a
-# server, a kernel or an image; `-- -n 0` runs in one process. The ten slowest tests are listed at the end, to keep
-# docs/testing.md's table current.
-TEST_PROCESSES = ["-n", "2", "--dist", "loadfile", "--durations", "10"]
+# server, a kernel or an image; `-- -n 0` runs in one process. Files are handed out in the order tests/conftest.py
+# collects them (the longest first), not by their count of tests. The ten slowest tests and files are listed at the
+# end, to keep docs/testing.md's table current.
+TEST_PROCESSES = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "--durations", "10"]
 
 
 @nox.session(python=PYTHON)
