@@ -10,6 +10,8 @@ API and its document); each worker loads the model once, in `__init__`, and open
 clients when its job app starts: a store or broker that is down fails only the job requests (503).
 """
 
+import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
@@ -63,6 +65,8 @@ def _contract_if_stored() -> ModelContract | None:
         return None
 
 
+log = logging.getLogger(__name__)
+log.setLevel(logging.INFO)  # its one startup line a worker, beside BentoML's own
 contract = _contract_if_stored()
 Answer = answer_model(contract)
 use_request_timeout()
@@ -126,6 +130,11 @@ class PredictionService:
             max_latency_ms=settings.max_latency_ms,
         )
         serve_inference(inference, lambda: self.models.current, self.predictions)
+        # The address is in BentoML's own line just before (the command line's --port wins over PORT).
+        log.info(
+            "API worker %d: %s version %s (%s, %s)",
+            os.getpid(), lineage.name, lineage.version, self.models.status.mode, stored.tag,
+        )  # fmt: skip
         freeze_loaded_objects()  # last: what is loaded by now lives as long as the worker
 
     @bentoml.api(input_spec=PredictRequest, output_spec=Answer)

@@ -1,5 +1,6 @@
-"""The example notebooks end to end: each trained by `python -m pipeline train` (2 epochs), packaged, served by
-`bentoml serve` and answered through a real `python -m service.jobs.worker`, with the rows and answers of its own run.
+"""The example notebooks end to end (tests/support/examples.py): each trained by `python -m pipeline train`,
+packaged, served by `bentoml serve` and answered through a real `python -m service.jobs.worker`, with the rows and
+answers of its own run.
 
 notebooks/examples/diabetes_regressor.ipynb  regression, 10 named features: [-1, 10] -> [-1, 1]
 notebooks/examples/digits_conv2d.ipynb       classification of 8x8x1 images: [-1, 8, 8, 1] -> [-1, 10]
@@ -9,9 +10,6 @@ notebooks/examples/iris_sequential.ipynb     Keras's getting-started `Sequential
 
 from __future__ import annotations
 
-import os
-import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,17 +18,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from support.job_servers import delete_queues, fresh_job_settings, settings_env
-from support.processes import free_port, running
-from support.served import served_service
+from support.examples import Served, trained_and_served
 
 from service.http.rows import number_limit
-from tests.conftest import PROJECT_ROOT, pipeline_command
-from tests.e2e.test_jobs_served import finished
+from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
-ROWS = 20  # held-out rows sent per request (at most MAX_ROWS, 64)
 RTOL, ATOL = 1e-4, 1e-5
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -73,12 +67,9 @@ EXAMPLES = [
 @dataclass(frozen=True)
 class Trained:
     example: Example
-    url: str
-    run_id: str
-    train_stdout: str
-    rows: np.ndarray  # the run's first ROWS held-out rows
+    served: Served
+    rows: np.ndarray  # the run's first held-out rows (a model of one input: one array)
     outputs: np.ndarray  # the notebook model's own answers for them
-    env: dict[str, str]  # the store, the model and the job settings: for the worker
 
 
 @pytest.fixture(scope="module", params=EXAMPLES, ids=[Path(e.notebook).stem for e in EXAMPLES])
@@ -88,46 +79,16 @@ def trained(
     amqp_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Trained]:
-    """The example trained once (2 epochs) into a store of its own, packaged and served with its job settings."""
-    import mlflow
-
-    from service.models.scoring import held_out
-
     example: Example = request.param
     folder = tmp_path_factory.mktemp(example.model_name)
-    data_dir = folder / "store"
-    settings = fresh_job_settings(mongo_url, amqp_url)
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    env |= {
-        "DATA_DIR": str(data_dir),
-        "NOTEBOOK": str(PROJECT_ROOT / example.notebook),
-        "MODEL_NAME": example.model_name,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        **settings_env(settings),
-    }
-    done = pipeline_command(env, "train", "-p", "epochs", "2", "--no-progress")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "registered" in done.stdout, done.stdout
-    found = re.search(r"^run (\w+): registered ", done.stdout, re.MULTILINE)
-    assert found, done.stdout
-    run_id = found[1]
-    packaged = pipeline_command(env, "package")
-    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
-
-    client = mlflow.MlflowClient(f"sqlite:///{data_dir / 'mlflow.db'}")
-    held = held_out(client, run_id)  # a single-input, single-output model: one array each
-    (rows,), (outputs,) = held.x.values(), held.outputs.values()
-    try:
-        with served_service(free_port(), env | {"WORKERS": "1"}, folder / "service.log") as url:
-            yield Trained(example, url, run_id, done.stdout, rows[:ROWS], outputs[:ROWS], env)
-    finally:
-        delete_queues(settings)
+    with trained_and_served(PROJECT_ROOT / example.notebook, mongo_url, amqp_url, folder) as served:
+        (rows,), (outputs,) = served.rows.values(), served.outputs.values()
+        yield Trained(example, served, rows, outputs)
 
 
 @pytest.fixture(scope="module")
-def client(trained: Trained) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=trained.url, timeout=30) as client:
-        yield client
+def client(trained: Trained) -> httpx.Client:
+    return trained.served.client
 
 
 def assert_answers_outputs(answer: dict[str, Any], trained: Trained) -> None:
@@ -142,7 +103,8 @@ def assert_answers_outputs(answer: dict[str, Any], trained: Trained) -> None:
 
 
 def test_the_pipeline_registers_the_run(trained: Trained) -> None:
-    assert f"run {trained.run_id}: registered {trained.example.model_name} version 1" in trained.train_stdout
+    served = trained.served
+    assert f"run {served.run_id}: registered {trained.example.model_name} version 1" in served.train_stdout
 
 
 def test_predict_answers_the_notebook_models_outputs_for_its_held_out_rows(
@@ -177,7 +139,7 @@ def test_named_features_rows(client: httpx.Client, trained: Trained) -> None:
 
 def test_model_shows_task_and_input_shape(client: httpx.Client, trained: Trained) -> None:
     described = client.get("/model").json()
-    assert described["run_id"] == trained.run_id, described
+    assert described["run_id"] == trained.served.run_id, described
     found = described["contract"]
     assert found["outputs"][0]["task"] == trained.example.task, described
     assert found["inputs"][0]["shape"] == trained.example.input_shape, described
@@ -214,15 +176,7 @@ def test_openapi_predict_request_shows_the_row_shape(client: httpx.Client, train
 
 def test_a_job_answers_what_predict_answers(client: httpx.Client, trained: Trained) -> None:
     rows = trained.rows.tolist()
-    submitted = client.post("/jobs", json={"instances": rows})
-    assert submitted.status_code == 202, submitted.text
-    job = submitted.json()
-    worker_env = trained.env
-    log = Path(trained.env["DATA_DIR"]).parent / "worker.log"
-    worker = [sys.executable, "-m", "service.jobs.worker"]
-    with running(worker, lambda: True, "worker", log, env=worker_env, cwd=PROJECT_ROOT):
-        view = finished(client, job["url"], timeout_s=120)
-    assert view["status"] == "succeeded", (view, log.read_text(errors="replace")[-3000:])
+    view = trained.served.job({"instances": rows})
     predicted = client.post("/predict", json={"instances": rows}).json()
     assert view["model"] == predicted["model"]
     result = view["result"]

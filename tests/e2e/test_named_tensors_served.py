@@ -1,6 +1,7 @@
-"""The example notebooks of named tensors end to end, each trained by `python -m pipeline train` (2 epochs),
-packaged, served by `bentoml serve` from the project's folder and asked by name through /predict, the Open
-Inference Protocol (tritonclient, binary tensors) and a job: each answers the notebook model's own outputs.
+"""The example notebooks of named tensors end to end (tests/support/examples.py), each trained by
+`python -m pipeline train`, packaged, served by `bentoml serve` from the project's folder and asked by name through
+/predict, the Open Inference Protocol (tritonclient, binary tensors) and a job: each answers the notebook model's own
+outputs.
 
 notebooks/examples/wine_notes.ipynb        two inputs (12 numbers; a string a `TextVectorization` inside the model
                                            takes), two outputs (a classifier, a regressor), a custom layer kept in
@@ -13,97 +14,36 @@ notebooks/examples/diabetes_columns.ipynb  one input per column, as Keras's stru
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
-from support.job_servers import delete_queues, fresh_job_settings, settings_env
-from support.processes import free_port, running
-from support.served import served_service
+from support.examples import ROWS, Served, trained_and_served
 
-from tests.conftest import PROJECT_ROOT, pipeline_command
-from tests.e2e.test_jobs_served import finished
+from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
 EXAMPLES = PROJECT_ROOT / "notebooks" / "examples"
 WINE, COLUMNS = "wine-notes", "diabetes-columns"
-ROWS = 20
 RTOL, ATOL = 1e-4, 1e-5
-
-
-@dataclass(frozen=True)
-class Served:
-    url: str
-    client: httpx.Client
-    run_id: str
-    rows: dict[str, np.ndarray]  # held-out rows by input name
-    outputs: dict[str, np.ndarray]  # the notebook model's answers for them, by output name
-    artifacts: list[str]  # the logged model's files under code/
-    env: dict[str, str]
-
-
-@contextmanager
-def trained_and_served(
-    notebook: str, model: str, mongo_url: str, amqp_url: str, folder: Path
-) -> Iterator[Served]:
-    import mlflow
-
-    from service.models.scoring import held_out
-
-    data_dir = folder / "store"
-    data_dir.mkdir()
-    settings = fresh_job_settings(mongo_url, amqp_url)
-    unset = ("MLFLOW_TRACKING_URI", "MODEL_NAME", "MODEL_TAG")  # the notebook names its model
-    env = {key: value for key, value in os.environ.items() if key not in unset}
-    env |= {"DATA_DIR": str(data_dir), "NOTEBOOK": str(EXAMPLES / notebook), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env |= settings_env(settings)
-    done = pipeline_command(env, "train", "-p", "epochs", "2", "--no-progress")
-    assert done.returncode == 0, done.stdout + done.stderr
-    found = re.search(rf"^run (\w+): registered {model} version 1$", done.stdout, re.MULTILINE)
-    assert found, done.stdout  # the name the notebook's parameters cell declares
-    packaged = pipeline_command(env, "package")
-    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
-
-    client = mlflow.MlflowClient(f"sqlite:///{data_dir / 'mlflow.db'}")
-    held = held_out(client, found[1])
-    rows = {name: values[:ROWS] for name, values in held.x.items()}
-    outputs = {name: values[:ROWS] for name, values in held.outputs.items()}
-    version = client.get_model_version(model, "1")
-    logged = client.get_logged_model(version.source.removeprefix("models:/")).artifact_location
-    model_dir = Path(logged.removeprefix("file://"))
-    artifacts = sorted(str(path.relative_to(model_dir)) for path in model_dir.glob("code/*"))
-    try:
-        with (
-            # Neither MODEL_TAG nor MODEL_NAME: a bare `bentoml serve` serves what `package` recorded in DATA_DIR.
-            served_service(free_port(), env | {"WORKERS": "1"}, folder / "service.log") as url,
-            httpx.Client(base_url=url, timeout=30) as http,
-        ):
-            yield Served(url, http, found[1], rows, outputs, artifacts, env | {"MODEL_NAME": model})
-    finally:
-        delete_queues(settings)
 
 
 @pytest.fixture(scope="module")
 def wine(mongo_url: str, amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with trained_and_served(
-        "wine_notes.ipynb", WINE, mongo_url, amqp_url, tmp_path_factory.mktemp(WINE)
-    ) as served:
+    folder = tmp_path_factory.mktemp(WINE)
+    with trained_and_served(EXAMPLES / "wine_notes.ipynb", mongo_url, amqp_url, folder) as served:
+        assert (served.model, served.version) == (WINE, "1")  # as the notebook's parameters cell names it
         yield served
 
 
 @pytest.fixture(scope="module")
 def columns(mongo_url: str, amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp(COLUMNS)
-    with trained_and_served("diabetes_columns.ipynb", COLUMNS, mongo_url, amqp_url, folder) as served:
+    with trained_and_served(EXAMPLES / "diabetes_columns.ipynb", mongo_url, amqp_url, folder) as served:
+        assert (served.model, served.version) == (COLUMNS, "1")
         yield served
 
 
@@ -137,18 +77,6 @@ def records(served: Served) -> list[dict[str, Any]]:
         return value.item() if isinstance(value, np.generic) else value
 
     return [{name: plain(values[i]) for name, values in served.rows.items()} for i in range(ROWS)]
-
-
-def ask_with_a_job(served: Served, body: dict[str, Any]) -> dict[str, Any]:
-    """The job's view once a real worker has answered it."""
-    submitted = served.client.post("/jobs", json=body)
-    assert submitted.status_code == 202, submitted.text
-    log = Path(served.env["DATA_DIR"]).parent / "worker.log"
-    worker = [sys.executable, "-m", "service.jobs.worker"]
-    with running(worker, lambda: True, "worker", log, env=served.env, cwd=PROJECT_ROOT):
-        view = finished(served.client, submitted.json()["url"], timeout_s=120)
-    assert view["status"] == "succeeded", (view, log.read_text(errors="replace")[-3000:])
-    return view
 
 
 def test_the_custom_layers_module_ships_with_the_model(wine: Served) -> None:
@@ -237,7 +165,7 @@ def test_tritonclient_with_binary_tensors_answers_the_notebooks_outputs(
     datatypes = {"float32": "FP32", "int32": "INT32", "object": "BYTES"}
     for served in (wine, columns):
         client = triton.InferenceServerClient(served.url.removeprefix("http://"))
-        model = served.env["MODEL_NAME"]
+        model = served.model
         assert client.is_server_ready() and client.is_model_ready(model)
         inputs = []
         for name, values in served.rows.items():
@@ -252,11 +180,11 @@ def test_tritonclient_with_binary_tensors_answers_the_notebooks_outputs(
 
 
 def test_a_job_answers_what_predict_answers(wine: Served, columns: Served) -> None:
-    view = ask_with_a_job(wine, {"inputs": by_name(wine)})
+    view = wine.job({"inputs": by_name(wine)})
     assert view["model"] == {"name": WINE, "version": "1"}
     assert_answers_the_wine_notebooks(view["result"], wine)
 
-    view = ask_with_a_job(columns, {"dataframe_records": records(columns)})
+    view = columns.job({"dataframe_records": records(columns)})
     assert view["model"] == {"name": COLUMNS, "version": "1"}
     assert_answers_the_columns_notebooks(view["result"], columns)
 

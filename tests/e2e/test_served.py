@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def served(
     packaged_champion: str, champion_store: ChampionStore, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, int]]:
-    """The URL and the PID of `bentoml serve` with 2 workers, its descendants. A process of its own: served in
+) -> Iterator[tuple[str, int, Path]]:
+    """The URL, the PID and the log of `bentoml serve` with 2 workers, its descendants. A process of its own: served in
     this one (`bentoml.serve`), the worker count would be that of whichever test imported the service first."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -39,11 +39,11 @@ def served(
     ) as server:
         wait_ready(url)
         warm_up(url)
-        yield url, server.pid
+        yield url, server.pid, log
 
 
 @pytest.fixture(scope="module")
-def url(served: tuple[str, int]) -> str:
+def url(served: tuple[str, int, Path]) -> str:
     return served[0]
 
 
@@ -134,12 +134,12 @@ def test_lineage_health_metrics_and_openapi(client: httpx.Client, champion_store
     assert client.get("/").status_code == 200  # the OpenAPI page
 
 
-def test_each_worker_listens_on_its_own_socket_on_uvloop_and_httptools(served: tuple[str, int]) -> None:
+def test_each_worker_listens_on_its_own_socket_on_uvloop_and_httptools(served: tuple[str, int, Path]) -> None:
     """Connections are spread by the kernel over the workers' own SO_REUSEPORT sockets, not taken by whichever
     worker is awake from one shared socket (docs/benchmarks/serve.md); uvicorn chose uvloop and httptools."""
     import psutil
 
-    url, pid = served
+    url, pid, _ = served
     port = int(url.rsplit(":", 1)[1])
 
     def listening() -> dict[int, set[int]]:
@@ -228,3 +228,11 @@ def test_the_open_inference_examples_of_docs_serving_answer_as_predict_does(
     scope: dict[str, Any] = {"rows": champion_store.rows[:3]}
     exec(code, scope)  # the documented snippet itself
     np.testing.assert_allclose(scope["probabilities"], champion_store.probabilities[:3], rtol=1e-5, atol=1e-6)
+
+
+def test_each_worker_says_at_start_which_model_and_version_it_serves(
+    served: tuple[str, int, Path], champion_store: ChampionStore, packaged_champion: str
+) -> None:
+    started = [line for line in served[2].read_text().splitlines() if "API worker " in line]
+    expected = f": digits-classifier version {champion_store.version} (pinned, {packaged_champion})"
+    assert len(started) == 2 and all(line.endswith(expected) for line in started), started

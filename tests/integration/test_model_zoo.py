@@ -3,7 +3,8 @@
 one fresh process, with nothing of the notebook, for all of them), then loaded by the service's loader and asked
 through the served predictor (what /predict calls, from a JSON body) and the Open Inference Protocol's `infer`,
 every output compared by name with the notebook model's own `predict_on_batch`. A form the pipeline refuses is
-refused with the message the row names, and logs no model."""
+refused with the message the row names, and logs no model; a form logged but refused by the check where served is
+refused there, in the same process, for what the row names, while every other form in that process passes."""
 
 from __future__ import annotations
 
@@ -149,6 +150,10 @@ def test_form(zoo: dict[str, Logged], form: Form) -> None:
         return
     assert found.refusal is None, found.refusal
     assert found.model_dir is not None, "no model logged"
+    if form.refused_where_served is not None:
+        assert found.where_served is not None, "the check where served passed a model it cannot load"
+        assert re.search(form.refused_where_served, found.where_served), found.where_served
+        return
     assert found.where_served is None, found.where_served
     from starlette.testclient import TestClient
 

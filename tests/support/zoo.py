@@ -6,8 +6,9 @@ tests/integration/test_model_zoo.py takes every form through logging, the check 
 for all of them), the served predictor and the Open Inference Protocol; a new form people write is one more row
 of FORMS. A form the pipeline refuses is a row too, with the message a person gets.
 
-Custom code lives where a person's does: in a module beside the notebook (`zoo_code.py`, written by
-`write_code` into the folder that plays the notebook's), which `log_model` ships with the model.
+Custom code lives where a person's does: in modules beside the notebook (written by `write_code` into the folder
+that plays the notebook's): `zoo_code.py`, which `log_model` ships with the model, and `zoo_scaled.py`, whose layer
+needs `zoo_factor.py` beside it, a module the model's config never names, so it does not ship.
 """
 
 from __future__ import annotations
@@ -60,6 +61,20 @@ class TwoLayers(keras.Model):
         return {**super().get_config(), "classes": self.classes}
 '''
 
+SCALED_MODULE, FACTOR_MODULE = "zoo_scaled", "zoo_factor"
+SCALED = f'''"""A layer whose module imports another module beside the notebook: {FACTOR_MODULE} is not the model's code."""
+
+import keras
+from {FACTOR_MODULE} import FACTOR
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class Scaled(keras.layers.Layer):
+    def call(self, inputs):
+        return FACTOR * inputs
+'''
+MODULES = {CODE_MODULE: CODE, SCALED_MODULE: SCALED, FACTOR_MODULE: "FACTOR = 2.0\n"}
+
 ROWS = 12  # held-out rows a form hands over
 
 
@@ -92,16 +107,18 @@ class Form:
     id: str
     build: Callable[[ModuleType], Notebook]  # given the module beside the notebook
     refused: str | None = None  # a form log_model refuses: what it says (a regular expression)
+    refused_where_served: str | None = None  # logged, but the check where served refuses it: why (a regex)
 
 
 def write_code(folder: Path) -> ModuleType:
-    """The module beside the notebook, written into `folder` and imported from there (`folder` on sys.path, as a
-    notebook's own folder is for its kernel)."""
+    """The modules beside the notebook, written into `folder` and imported from there (`folder` on sys.path, as a
+    notebook's own folder is for its kernel); returns `zoo_code`."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{CODE_MODULE}.py").write_text(CODE)
+    for module, source in MODULES.items():
+        (folder / f"{module}.py").write_text(source)
+        sys.modules.pop(module, None)
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
-    sys.modules.pop(CODE_MODULE, None)
     return importlib.import_module(CODE_MODULE)
 
 
@@ -204,6 +221,17 @@ def sequential_never_built(code: ModuleType) -> Notebook:
     return Notebook(model, "classification", _numbers(4, 8), _classes(3, 8))
 
 
+def sequential_needs_an_unshipped_module(code: ModuleType) -> Notebook:
+    """Its layer's module ships; the module that one imports in turn does not. The notebook's folder has both,
+    so it trains and logs; the check where served, in an empty folder, cannot load it."""
+    keras, layers = _layers()
+    scaled = importlib.import_module(SCALED_MODULE)
+    model = keras.Sequential(
+        [keras.Input(shape=(4,)), scaled.Scaled(), layers.Dense(3, activation="softmax")]
+    )
+    return Notebook(model, "classification", _numbers(4, 30), _classes(3, 30))
+
+
 # --- functional: one tensor, lists and dicts of them ---
 
 
@@ -215,6 +243,30 @@ def functional_single(code: ModuleType) -> Notebook:
     )
     names = {"feature_names": ["a", "b", "c", "d", "e"], "class_names": ["x", "y", "z"]}
     return Notebook(keras.Model(inputs, outputs), "classification", _numbers(5, 9), _classes(3, 9), names)
+
+
+def functional_layer_in_a_cell(code: ModuleType) -> Notebook:
+    """A layer class written in a notebook cell (registered, as a person would): its module is the kernel's
+    `__main__`, which no service can import."""
+    keras, layers = _layers()
+
+    @keras.saving.register_keras_serializable(package="cell")
+    class Tripled(layers.Layer):
+        def call(self, inputs):
+            return 3.0 * inputs
+
+    Tripled.__module__, Tripled.__qualname__ = "__main__", "Tripled"  # what a class defined in a cell has
+    inputs = keras.Input(shape=(4,), name="measurements")
+    outputs = layers.Dense(3, activation="softmax")(Tripled()(inputs))
+    return Notebook(keras.Model(inputs, outputs), "classification", _numbers(4, 31), _classes(3, 31))
+
+
+def functional_linear_classifier(code: ModuleType) -> Notebook:
+    """Declared a classifier, but its output is linear (no softmax): not probabilities."""
+    keras, layers = _layers()
+    inputs = keras.Input(shape=(4,))
+    model = keras.Model(inputs, layers.Dense(3)(inputs))
+    return Notebook(model, "classification", _numbers(4, 32) * 10, _classes(3, 32))
 
 
 def functional_lists(code: ModuleType) -> Notebook:
@@ -362,7 +414,22 @@ FORMS = [
         sequential_never_built,
         refused=r"^the Sequential model has no known input shape: start it with keras\.Input\(shape=\.\.\.\)",
     ),
+    Form(
+        "sequential_needs_an_unshipped_module",
+        sequential_needs_an_unshipped_module,
+        refused_where_served=rf"ModuleNotFoundError: No module named '{FACTOR_MODULE}'",
+    ),
     Form("functional_single", functional_single),
+    Form(
+        "functional_layer_in_a_cell",
+        functional_layer_in_a_cell,
+        refused=r"^class 'Tripled' is defined in the notebook itself; move it to a module beside the notebook",
+    ),
+    Form(
+        "functional_linear_classifier",
+        functional_linear_classifier,
+        refused=r"^output 'outputs': a classification output answers probabilities in \[0, 1\]|must sum to 1",
+    ),
     Form("functional_lists", functional_lists),
     Form("functional_dicts_two_heads", functional_dicts_two_heads),
     Form("subclassed_in_module", subclassed_in_module),
