@@ -120,8 +120,8 @@ TEST_PROCESSES = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "--
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Unit, integration and end-to-end tests, about 25 minutes (`-- -m "not e2e and not slow"`: the quick tier, a
-    few minutes; other pytest arguments pass through). See docs/testing.md."""
+    """Unit, integration and end-to-end tests, in two processes (`-- -m "not e2e and not slow"`: the quick tier,
+    about a minute; other pytest arguments pass through). Times and tiers: docs/testing.md."""
     sync(session, "dev")
     session.run("pytest", *TEST_PROCESSES, *session.posargs, env=QUIET, **STOPPING)
 
