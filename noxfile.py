@@ -111,12 +111,19 @@ def mlflow_ui(session: nox.Session) -> None:
     session.run("python", "-m", "pipeline", "ui", env=QUIET)
 
 
+# Two test processes, each taking whole files (pytest-xdist): on two cores one computes while the other waits for a
+# server, a kernel or an image; `-- -n 0` runs in one process. Files are handed out in the order tests/conftest.py
+# collects them (the longest first), not by their count of tests. The ten slowest tests and files are listed at the
+# end, to keep docs/testing.md's table current.
+TEST_PROCESSES = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "--durations", "10"]
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Unit, integration and end-to-end tests, about 25 minutes (`-- -m "not e2e"`: a few minutes; other pytest
-    arguments pass through)."""
+    """Unit, integration and end-to-end tests, in two processes (`-- -m "not e2e and not slow"`: the quick tier,
+    about a minute; other pytest arguments pass through). Times and tiers: docs/testing.md."""
     sync(session, "dev")
-    session.run("pytest", *session.posargs, env=QUIET, **STOPPING)
+    session.run("pytest", *TEST_PROCESSES, *session.posargs, env=QUIET, **STOPPING)
 
 
 @nox.session(python=PYTHON)

@@ -26,6 +26,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if fuzz:
             config.hook.pytest_deselected(items=fuzz)
             items[:] = [item for item in items if item not in fuzz]
+    # The longest files first, so that the run's two test processes end together (the test processes take whole
+    # files in this order: noxfile.py); then the rest as collected, the e2e layer before the quicker ones.
+    items.sort(key=lambda item: _LONGEST_FIRST.get(item.nodeid.split("::", 1)[0], len(_LONGEST_FIRST)))
 
 
 # --- The served model (issue 3): a tiny model trained once, registered as @champion in a tmp MLflow store. ---
@@ -40,6 +43,7 @@ from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
+from support.broker_share import RESTARTS_BROKER, holding_broker  # noqa: E402
 from support.processes import stop_all, stop_orphans  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +64,61 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _interrupted(*_: object) -> None:
     raise KeyboardInterrupt
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """A test that uses the machine's RabbitMQ holds it shared with the run's other process, one that restarts it
+    (marked `restarts_broker`) holds it alone: from the setup of the fixtures it is the first to need to their
+    teardown (tests/support/broker_share.py)."""
+    if "amqp_url" not in getattr(item, "fixturenames", ()):
+        return (yield)
+    with holding_broker(alone=item.get_closest_marker(RESTARTS_BROKER) is not None):
+        return (yield)
+
+
+# Files that share an expensive session fixture run in the same test process, which then makes it once: the
+# served service with API keys (`keyed_service`, a `bentoml serve` of its own). Every other file is its own unit.
+SHARING_A_SERVER = {
+    "tests/e2e/test_access_served.py": "keyed_service",
+    "tests/e2e/test_docs_page_browser.py": "keyed_service",
+    "tests/fuzz/test_fuzz_served.py": "keyed_service",
+}
+
+# path -> rank: the compose test (about 10 minutes), then the keyed service's files (with the fuzz tests, as long).
+_LONGEST_FIRST = {"tests/e2e/test_compose_up.py": 0, **dict.fromkeys(SHARING_A_SERVER, 1)}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile` (noxfile.py), with the files of SHARING_A_SERVER handed to one process as one unit."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharingScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SHARING_A_SERVER.get(path, path)
+
+    return SharingScheduling(config, log)
+
+
+_SECONDS_BY_FILE: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Setup, call and teardown of every test, added up by file (module and session fixtures count in the first
+    test that needs them), for the table of docs/testing.md."""
+    path = report.nodeid.split("::", 1)[0]
+    _SECONDS_BY_FILE[path] = _SECONDS_BY_FILE.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    slowest = sorted(_SECONDS_BY_FILE.items(), key=lambda item: -item[1])[:10]
+    if slowest and sum(_SECONDS_BY_FILE.values()) > 60:
+        terminalreporter.section("slowest files (minutes, fixtures included)")
+        for path, seconds in slowest:
+            terminalreporter.write_line(f"{seconds / 60:6.1f}  {path}")
 
 
 @pytest.hookimpl(trylast=True)

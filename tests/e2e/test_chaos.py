@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 CONFIG = ChaosConfig(jobs=400, concurrency=16, rate=10, kill_every_s=4, max_kills=2)
 
 
+@pytest.mark.restarts_broker
 def test_killed_workers_and_restarted_servers_lose_no_job_and_write_none_twice(
     champion_store: ChampionStore, packaged_champion: str, amqp_url: str, tmp_path: Path
 ) -> None:

@@ -298,7 +298,8 @@ def test_a_signed_mlflow_webhook_makes_every_follower_ask_at_once(
             "MODEL_NAME": MODEL,
             "MLFLOW_TRACKING_URI": tracking,
             "FOLLOW_ALIAS": "champion",
-            "FOLLOW_INTERVAL_S": "60",
+            # No poll within the test: a follower that switches was woken by the webhook (no timed assertion).
+            "FOLLOW_INTERVAL_S": "3600",
             "WEBHOOK_SECRET": secret,
             "WORKERS": "2",
             "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -327,9 +328,8 @@ def test_a_signed_mlflow_webhook_makes_every_follower_ask_at_once(
             time.sleep(2)  # past the server's webhook cache, and the followers' first polls
             moved = time.monotonic()
             registry_client.set_registered_model_alias(MODEL, "champion", "2")
-            wait_until(lambda: every_worker_on(client, "2"), 30, "both API workers on version 2")
+            wait_until(lambda: every_worker_on(client, "2"), 120, "both API workers on version 2")
             elapsed = time.monotonic() - moved
-            print(f"alias moved -> both API workers on version 2: {elapsed:.2f} s (polling every 60 s)")
-            assert elapsed < 20  # far below the 60 s poll: the webhook woke both workers
+            print(f"alias moved -> both API workers on version 2: {elapsed:.2f} s (polling every 3600 s)")
     finally:
         delete_queues(settings)

@@ -27,6 +27,8 @@ from schemathesis.checks import not_a_server_error
 from tests.conftest import KeyedService
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))
+# `schemathesis run --checks all`: its examples an operation, in each of its phases (CI: FUZZ_CLI_EXAMPLES, .ci/run).
+CLI_EXAMPLES = int(os.environ.get("FUZZ_CLI_EXAMPLES", "100"))
 fuzzed = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -130,7 +132,7 @@ def test_without_a_key(schema: Any, session: requests.Session) -> None:
 def test_schemathesis_with_all_its_checks_finds_the_document_and_the_service_agree(
     keyed_service: KeyedService, tmp_path
 ) -> None:
-    """`schemathesis run --checks all` (100 examples an operation, its default phases: examples, coverage,
+    """`schemathesis run --checks all` (FUZZ_CLI_EXAMPLES, 100, examples an operation, its default phases: examples, coverage,
     fuzzing, stateful), as a person would run it against the served document: every status documented, every
     answer in its documented schema, schema-valid requests accepted and invalid ones refused, auth enforced."""
     import subprocess
@@ -139,7 +141,7 @@ def test_schemathesis_with_all_its_checks_finds_the_document_and_the_service_agr
 
     command = [
         str(Path(sys.executable).with_name("schemathesis")), "run", f"{keyed_service.url}/docs.json",
-        "--checks", "all", "--max-examples", "100", "--workers", "1", "--no-color",
+        "--checks", "all", "--max-examples", str(CLI_EXAMPLES), "--workers", "1", "--no-color",
         "--header", f"Authorization: {keyed_service.auth('alice')['Authorization']}",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=tmp_path)

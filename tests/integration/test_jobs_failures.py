@@ -214,6 +214,7 @@ def rabbitmqctl(*args: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.restarts_broker
 def test_a_broker_restart_loses_no_job(job_settings, store, submitter, fake_model, start_worker, kit) -> None:
     start_worker(fake_model)
     before = [submitter.submit(kit.array(1, first_pixel=100 + i)).id for i in range(100)]

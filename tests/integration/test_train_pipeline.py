@@ -23,6 +23,8 @@ from pipeline.settings import PipelineSettings
 from pipeline.train import train
 from pipeline.ui import ui_command
 
+pytestmark = pytest.mark.slow  # papermill trains the notebook six times
+
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "digits-test"
 
