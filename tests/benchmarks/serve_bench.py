@@ -568,6 +568,9 @@ def headline(points: list[Point]) -> str:
     a, b = find(points, model, top, lowest, 1), find(points, model, bottom, lowest, 1)
     if lowest != highest and a and b and b.rps > 0:
         text += f" At c={lowest}: {a.rps:.0f} against {b.rps:.0f} requests/s, {a.rps / b.rps:.2f}x."
+    loads = [p.load for p in points if p.model == model and p.server in (top, bottom)]
+    if loads:  # other work on the machine moves both rates, the ceiling most
+        text += f" Load during these points: {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores."
     return text + "\n"
 
 
