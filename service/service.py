@@ -142,8 +142,8 @@ class PredictionService:
         """The model's answer for each row (classifiers: class index, class name when the notebook gave names,
         probabilities; regressors: the values; each output's under its name for a model of several), and the
         model version that answered. Concurrent requests are batched."""
-        model, outputs = await self.predictions(rows)
-        return answer_of(Answer, model.name, model.version, model.contract.answer(outputs))
+        model, answer = await self.predictions.answer(rows)
+        return answer_of(Answer, model.name, model.version, answer)
 
     @routes.post("/hooks/mlflow", status_code=202)
     async def mlflow_webhook(self, request: Request) -> JSONResponse:

@@ -8,6 +8,7 @@ turned into the service's one error shape and status 422 by service.http.error_r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,7 +44,7 @@ def answer_model(contract: ModelContract | None) -> type[BaseModel]:
 def answer_of(answer: type[BaseModel], name: str, version: str, body: dict[str, Any]) -> BaseModel:
     """The answer model `answer` (answer_model's) of a contract's answer (ModelContract.answer), built without
     validation: the values are the model's own, in the shape the contract gives them."""
-    served = ServedModel.model_construct(name=name, version=version)
+    served = _served(name, version)
     if "outputs" in body:
         outputs = _model_of(answer, "outputs")
         each = {
@@ -52,6 +53,12 @@ def answer_of(answer: type[BaseModel], name: str, version: str, body: dict[str, 
         }
         body = {"outputs": outputs.model_construct(None, **each)}
     return answer.model_construct(None, model=served, **body)
+
+
+@functools.lru_cache(maxsize=16)
+def _served(name: str, version: str) -> ServedModel:
+    """One a version: every answer of it shares it (answers are only read, to be sent)."""
+    return ServedModel.model_construct(name=name, version=version)
 
 
 def _model_of(container: type[BaseModel], field: str) -> type[BaseModel]:

@@ -36,7 +36,7 @@ from service.jobs.queue import (
     quiet_broker_client,
 )
 from service.jobs.store import ClaimedJob, JobStore, Outcome, StoreUnavailable
-from service.models.contract import Outputs, Rows, conform_rows, join_rows, rows_in, split_outputs
+from service.models.contract import Outputs, Rows, conform_rows, join_rows, rows_in
 from service.models.quiet import quiet
 from service.models.source import Model as Predictor
 from service.models.source import ModelSource
@@ -183,10 +183,10 @@ class Worker:
                 outcomes += done
                 failures += failed
             return outcomes, failures
-        parts = split_outputs(outputs, [rows_in(job.rows) for job in claimed])
+        answers = contract.answers(outputs, [rows_in(job.rows) for job in claimed])
         return [
-            Outcome(job, contract.answer(part))  # what /predict answers for the same rows
-            for job, part in zip(claimed, parts, strict=True)
+            Outcome(job, answer)  # what /predict answers for the same rows
+            for job, answer in zip(claimed, answers, strict=True)
         ], []
 
     @staticmethod

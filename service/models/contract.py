@@ -17,6 +17,7 @@ and one output keeps the simple request forms (`{"instances": rows}`) and answer
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -364,6 +365,15 @@ class ModelContract:
             return self.output.answer(outputs[self.output.name])
         return {"outputs": {output.name: output.answer(outputs[output.name]) for output in self.outputs}}
 
+    def answers(self, outputs: Outputs, counts: Sequence[int]) -> list[dict[str, Any]]:
+        """Each request's or job's answer (as `answer` gives it) for a batch's outputs, by their row counts: the
+        batch's answer is built once, its lists cut (numpy's per-call cost, paid per request, was most of it)."""
+        whole = self.answer(outputs)
+        if len(counts) == 1:
+            return [whole]
+        starts = [0, *itertools.accumulate(counts)]
+        return [_cut(whole, start, end) for start, end in itertools.pairwise(starts)]
+
     # --- stored beside the model ---
 
     def metadata(self) -> dict[str, Any]:
@@ -414,6 +424,14 @@ def split_outputs(outputs: Outputs, counts: Sequence[int]) -> list[Outputs]:
     ends = np.cumsum(counts)[:-1]
     parts = {name: np.split(values, ends) for name, values in outputs.items()}
     return [{name: parts[name][i] for name in outputs} for i in range(len(counts))]
+
+
+def _cut(answer: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+    """Rows start:end of a columnar answer (each output's, under `outputs`, for a model of several)."""
+    return {
+        key: _cut(value, start, end) if isinstance(value, dict) else value[start:end]
+        for key, value in answer.items()
+    }
 
 
 def conform_rows(contract: ModelContract, rows: Rows) -> Rows:

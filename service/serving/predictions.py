@@ -2,7 +2,8 @@
 Open Inference Protocol's `infer` both call, so that both go through the same batching and the same model calls.
 
 A batch takes the current version once (a follower may swap it meanwhile), so every request of the batch is
-answered by one version, and says which. Off (BATCHING=false), each request is one model call of its own.
+answered by one version, and says which. Off (BATCHING=false), each request is one model call of its own. What a
+request gets back is cut from the batch's: its outputs (`infer`), or its answer (`/predict`), built once a batch.
 """
 
 from __future__ import annotations
@@ -44,16 +45,45 @@ class Predictions:
         )
 
     async def __call__(self, rows: Rows) -> Answered:
+        """The outputs for `rows`, and the version that answered them."""
+        batch, i = await self._predicted(rows)
+        return batch.model, batch.outputs_each[i]
+
+    async def answer(self, rows: Rows) -> tuple[Model, dict[str, Any]]:
+        """The answer for `rows` as /predict gives it (ModelContract.answer), and the version that answered."""
+        batch, i = await self._predicted(rows)
+        return batch.model, batch.answers[i]
+
+    async def _predicted(self, rows: Rows) -> tuple[Batch, int]:
         if self._submit is None:
             return (await self._predict_batch([rows]))[0]
-        answered: Answered = await self._submit(rows)
-        return answered
+        predicted: tuple[Batch, int] = await self._submit(rows)
+        return predicted
 
-    async def _predict_batch(self, batch: Sequence[Rows]) -> list[Answered]:
+    async def _predict_batch(self, requests: Sequence[Rows]) -> list[tuple[Batch, int]]:
         model = self._models.current  # once: the whole batch is answered by one version, and says which
-        outputs = await self._calls.predict(model, join_rows(batch))
-        self._batches.observe(len(batch))
-        return [(model, part) for part in split_outputs(outputs, [rows_in(rows) for rows in batch])]
+        outputs = await self._calls.predict(model, join_rows(requests))
+        self._batches.observe(len(requests))
+        batch = Batch(model, outputs, [rows_in(rows) for rows in requests])
+        return [(batch, i) for i in range(len(requests))]
+
+
+class Batch:
+    """One model call's outputs, cut into each request's outputs or answers on first use (a batch may hold
+    requests of /predict and of `infer`)."""
+
+    def __init__(self, model: Model, outputs: Outputs, counts: list[int]) -> None:
+        self.model = model
+        self.outputs = outputs
+        self.counts = counts
+
+    @functools.cached_property
+    def outputs_each(self) -> list[Outputs]:
+        return split_outputs(self.outputs, self.counts)
+
+    @functools.cached_property
+    def answers(self) -> list[dict[str, Any]]:
+        return self.model.contract.answers(self.outputs, self.counts)
 
 
 def _overloaded() -> Any:

@@ -278,6 +278,37 @@ def test_a_batch_joins_requests_rows_and_splits_their_outputs_back() -> None:
     assert [part["y"].tolist() for part in parts] == [[0], [1, 2]]
 
 
+@pytest.mark.parametrize(
+    ("contract", "outputs"),
+    [
+        (
+            TABLE,
+            {
+                "cultivar": np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], F32),
+                "quality": np.array([[6.5], [5.0], [7.25]], F32),
+            },
+        ),
+        (
+            ModelContract(
+                (Tensor((4,), F32, "x"),), (Output(Tensor((3,), F32, "y"), "multilabel", ("a", "b", "c")),)
+            ),
+            {"y": np.array([[0.9, 0.1, 0.7], [0.2, 0.6, 0.1], [0.1, 0.1, 0.1]], F32)},
+        ),
+        (
+            ModelContract.single("regression", Tensor((4,), F32, "x"), Tensor((2,), F32, "y")),
+            {"y": np.array([[1.5, 2.0], [3.0, 4.5], [5.0, 6.0]], F32)},
+        ),
+    ],
+)
+def test_a_batchs_answers_cut_by_row_counts_are_each_requests_own(
+    contract: ModelContract, outputs: dict
+) -> None:
+    """Answers are built once a batch and cut: each is what the request's rows alone would have been answered."""
+    alone = [contract.answer(part) for part in split_outputs(outputs, [1, 2])]
+    assert contract.answers(outputs, [1, 2]) == alone
+    assert contract.answers(outputs, [3]) == [contract.answer(outputs)]
+
+
 def test_settings_refuse_requests_larger_than_a_batch() -> None:
     with pytest.raises(ValueError, match=r"MAX_ROWS \(65\) must not exceed MAX_BATCH_SIZE \(64\)"):
         ServiceSettings(max_rows=65, max_batch_size=64)
