@@ -12,6 +12,7 @@ tests/integration/test_train_pipeline.py's."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -162,6 +163,20 @@ def test_a_layer_module_that_needs_what_does_not_ship_is_refused_by_the_check_wh
     assert versions(tmp_path, "nothing") == []
 
 
+def assert_named_by_the_notebook(client: MlflowClient, trained: Any, notebook: Path) -> None:
+    """The run's model is registered under the name the notebook's parameters cell declares (`wine`), its run is
+    in the experiment of the notebook file's name, and the model and its version say which notebook trained them."""
+    assert trained.model_name == "wine" and [m.name for m in client.search_registered_models()] == ["wine"]
+    run = client.get_run(trained.run_id)
+    assert client.get_experiment(run.info.experiment_id).name == "wine_quality"
+    assert run.data.params["registered_model_name"] == "wine"
+    assert client.get_registered_model("wine").description == f"Trained by {notebook} (nbship)."
+    version = client.get_model_version("wine", trained.version)
+    assert version.description == f"Trained by {notebook}." and version.tags["nbship.notebook"] == str(
+        notebook
+    )
+
+
 def test_own_classifier_named_by_its_notebook_then_other_rows_then_another_contract(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -175,15 +190,7 @@ def test_own_classifier_named_by_its_notebook_then_other_rows_then_another_contr
     assert (settings.model_name, settings.experiment_name) == ("wine", "wine_quality")
     first = train(settings, {}, progress_bar=False)  # split_seed 1, the parameters cell's
     client = MlflowClient(settings.tracking_uri)
-    assert first.model_name == "wine" and [m.name for m in client.search_registered_models()] == ["wine"]
-    run_of_first = client.get_run(first.run_id)
-    assert client.get_experiment(run_of_first.info.experiment_id).name == "wine_quality"
-    assert run_of_first.data.params["registered_model_name"] == "wine"
-    assert client.get_registered_model("wine").description == f"Trained by {notebook} (nbship)."
-    version = client.get_model_version("wine", first.version)
-    assert version.description == f"Trained by {notebook}." and version.tags["nbship.notebook"] == str(
-        notebook
-    )
+    assert_named_by_the_notebook(client, first, notebook)
 
     assert first.decision.promote and first.decision.metric == "test_accuracy"
     champion = client.get_model_version_by_alias("wine", "champion")
@@ -250,13 +257,4 @@ def test_the_notebook_names_its_model_and_experiment_and_its_versions_say_who_tr
     result = train(settings, {}, progress_bar=False)
     assert settings.tracking_uri == f"sqlite:///{tmp_path / 'elsewhere' / 'stores' / 'own.db'}"
     assert not (tmp_path / "stores").exists() and not (tmp_path / "mlflow.db").exists()
-    client = MlflowClient(settings.tracking_uri)
-    assert result.model_name == "wine" and [m.name for m in client.search_registered_models()] == ["wine"]
-    run = client.get_run(result.run_id)
-    assert client.get_experiment(run.info.experiment_id).name == "wine_quality"
-    assert run.data.params["registered_model_name"] == "wine"
-    assert client.get_registered_model("wine").description == f"Trained by {notebook} (nbship)."
-    version = client.get_model_version("wine", result.version)
-    assert version.description == f"Trained by {notebook}." and version.tags["nbship.notebook"] == str(
-        notebook
-    )
+    assert_named_by_the_notebook(MlflowClient(settings.tracking_uri), result, notebook)
