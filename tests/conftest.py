@@ -60,6 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["BENTOML_HOME"] = home
     stop_orphans()
     signal.signal(signal.SIGTERM, _interrupted)
+    # A run started as a script's background job has SIGINT ignored, and every server it starts would inherit that
+    # and ignore Ctrl-C (the stack's and an interrupted run's tests send it): Python's own handler instead.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _interrupted(*_: object) -> None:
