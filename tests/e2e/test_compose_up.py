@@ -247,7 +247,7 @@ def test_2_trained_against_compose_mlflow_built_and_served(stack: Stack) -> None
 
 
 def in_container(stack: Stack, service: str, *command: str) -> str:
-    return podman("exec", stack.project.containers(service)[0]["Names"][0], *command)
+    return podman("exec", stack.project.container(service), *command)
 
 
 def assert_the_image_as_built(stack: Stack) -> None:
