@@ -119,6 +119,7 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
 
         result = train(settings, dict(args.parameter), progress_bar=not args.no_progress)
         print(f"run {result.run_id}: registered {result.model_name} version {result.version}")
+        print(f"served by {result.runtime.runtime}: {result.runtime.reason}")
         print(result.decision.summary(settings.champion_alias))
         print(f"executed notebook: {result.executed_notebook} (also an artifact of run {result.run_id})")
         return 0

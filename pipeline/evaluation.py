@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import PipelineError
+from service.models.check import Verdict
 from service.models.contract import ContractError
 from service.models.quiet import QUIET_ENV
 from service.models.scoring import NoHeldOutRows, held_out_file
@@ -69,25 +70,27 @@ class WhereServed:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def check(self, model_dir: Path, rows: Path) -> None:
+    def check(self, model_dir: Path, rows: Path) -> Verdict:
         """Load the logged model as the service does and have it answer the held-out rows as the notebook's
-        model did; a PipelineError saying why otherwise."""
-        (problem,) = self.problems([(model_dir, rows)])
-        if problem:
+        model did, then decide its runtime; a PipelineError saying why it would not serve otherwise."""
+        (verdict,) = self.verdicts([(model_dir, rows)])
+        if verdict.problem:
             raise PipelineError(
-                f"the logged model does not serve where it is served: {problem}; nothing registered"
+                f"the logged model does not serve where it is served: {verdict.problem}; nothing registered"
             )
+        return verdict
 
-    def problems(self, models: Sequence[tuple[Path, Path]]) -> list[str | None]:
+    def verdicts(self, models: Sequence[tuple[Path, Path]]) -> list[Verdict]:
         """Each logged model (its folder, its held-out rows) checked in turn, in the one process: why it would
-        not serve as the notebook's model answered, or None when it would. The process ends after them."""
+        not serve as the notebook's model answered (None when it would), and which runtime answers it. The
+        process ends after them."""
         stdout, stderr = self._process.communicate(
             json.dumps([str(path) for model in models for path in model]) + "\n"
         )
-        answered = [json.loads(line) for line in stdout.splitlines()]
+        answered = [Verdict(**json.loads(line)) for line in stdout.splitlines()]
         if len(answered) < len(models):  # the process died on the way (a crash in native code, a kill)
             ended = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {self._process.returncode}"
-            answered += [ended] * (len(models) - len(answered))
+            answered += [Verdict(ended)] * (len(models) - len(answered))
         return answered
 
     def close(self) -> None:

@@ -18,7 +18,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from service.models.contract import ContractError
+from service.models.contract import ContractError, ModelContract
+from service.models.lean import LEAN_KEY
 from service.models.loader import CODE_KEY
 
 KERAS_PACKAGES = frozenset({"keras", "keras_hub", "keras_cv", "keras_nlp", "tensorflow", "tf_keras"})
@@ -119,30 +120,48 @@ def _source(module: str) -> Path:
     return path.parent if path.name == "__init__.py" else path
 
 
-def _save_with_code(path: str, mlflow_model: Any = None, code: Sequence[Path] = (), **kwargs: Any) -> None:
+def _save(
+    path: str,
+    mlflow_model: Any = None,
+    code: Sequence[Path] = (),
+    contract: ModelContract | None = None,
+    **kwargs: Any,
+) -> None:
     """`mlflow.keras.save_model`, then the model's modules copied into its code folder, named in the flavors (the
-    key MLflow's other flavors use): mlflow.keras.log_model takes no code (MLflow 3.17)."""
+    key MLflow's other flavors use: mlflow.keras.log_model takes no code, MLflow 3.17), and its lean form
+    (pipeline/lean.py) with what was made of it in the model's metadata."""
     import mlflow.keras
 
+    from pipeline import lean
+
     mlflow.keras.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
-    if not code:
-        return
-    folder = Path(path, CODE_KEY)
-    folder.mkdir()
-    for source in code:
-        if source.is_dir():
-            shutil.copytree(source, folder / source.name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, folder / source.name)
-    for flavor in ("keras", "python_function"):
-        mlflow_model.flavors[flavor][CODE_KEY] = CODE_KEY
+    if code:
+        folder = Path(path, CODE_KEY)
+        folder.mkdir()
+        for source in code:
+            if source.is_dir():
+                shutil.copytree(source, folder / source.name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(source, folder / source.name)
+        for flavor in ("keras", "python_function"):
+            mlflow_model.flavors[flavor][CODE_KEY] = CODE_KEY
+    if contract is not None:
+        mlflow_model.metadata = {
+            **(mlflow_model.metadata or {}),
+            LEAN_KEY: lean.convert(kwargs["model"], contract, Path(path)),
+        }
     mlflow_model.save(os.path.join(path, "MLmodel"))
 
 
-def log_keras_with_code(model: Any, name: str, code: Sequence[Path], **kwargs: Any) -> Any:
-    """Like mlflow.keras.log_model, shipping `code` with the model; returns MLflow's ModelInfo."""
+def log_keras_with_code(
+    model: Any, name: str, code: Sequence[Path], contract: ModelContract | None = None, **kwargs: Any
+) -> Any:
+    """Like mlflow.keras.log_model, shipping `code` with the model and, given its contract, its lean form; returns
+    MLflow's ModelInfo."""
     from mlflow.models import Model
 
     flavor = types.ModuleType("mlflow.keras")  # Model.log names the flavor after the module's name
-    flavor.save_model = _save_with_code  # type: ignore[attr-defined]
-    return Model.log(None, name=name, flavor=flavor, model=model, code=list(code), **kwargs)
+    flavor.save_model = _save  # type: ignore[attr-defined]
+    return Model.log(
+        None, name=name, flavor=flavor, model=model, code=list(code), contract=contract, **kwargs
+    )

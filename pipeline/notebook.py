@@ -133,6 +133,7 @@ def log_model(
         model,
         MODEL_ARTIFACT,
         code,
+        contract,
         signature=contract.signature(),
         metadata=contract.metadata(),
         pip_requirements=pip_requirements(),

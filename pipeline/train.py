@@ -26,7 +26,9 @@ from pipeline.report import html_report
 from pipeline.settings import PipelineSettings
 from service.models import metrics
 from service.models import registry as read_registry
+from service.models.check import Verdict
 from service.models.contract import ContractError, read_contract
+from service.models.lineage import RUNTIME_REASON_TAG, RUNTIME_TAG
 from service.models.quiet import QUIET_ENV
 from service.models.scoring import HeldOut
 
@@ -44,6 +46,7 @@ class TrainResult:
     version: str
     decision: gate.Decision
     executed_notebook: Path
+    runtime: Verdict  # which runtime answers the version, and why
 
 
 def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: bool = True) -> TrainResult:
@@ -83,10 +86,11 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
         # The HTML report (seconds of nbconvert) is made while the version is registered and gated.
         report = pool.submit(html_report, executed)
         try:
-            contract, rows, metric = _checked(client, settings, found, executed, where_served)
+            contract, rows, metric, verdict = _checked(client, settings, found, executed, where_served)
         except PipelineError:
             _fail(client, run_id, tags, executed)
             raise
+        tags |= {RUNTIME_TAG: verdict.runtime, RUNTIME_REASON_TAG: verdict.reason}
         _tag(client, run_id, tags)
         version = registry.register(
             client,
@@ -100,7 +104,7 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
             client, model_name, settings.champion_alias, version, contract, rows, metric, settings.gate_margin
         )
         _log_notebook(client, run_id, executed, report.result())
-    return TrainResult(run_id, model_name, str(version.version), decision, executed)
+    return TrainResult(run_id, model_name, str(version.version), decision, executed, verdict)
 
 
 def _checked(
@@ -109,10 +113,10 @@ def _checked(
     found: Run,
     executed: Path,
     where_served: evaluation.WhereServed,
-) -> tuple[ModelContract, HeldOut, str]:
-    """The run's model, its held-out rows, its contract and the gate metric, once the model was loaded where
-    nothing of the notebook is, as the service loads it, and answered its rows as in the notebook. Anything else
-    is a PipelineError: nothing registered."""
+) -> tuple[ModelContract, HeldOut, str, Verdict]:
+    """The run's model, its held-out rows, its contract, the gate metric and the runtime to serve it, once the
+    model was loaded where nothing of the notebook is, as the service loads it, and answered its rows as in the
+    notebook. Anything else is a PipelineError: nothing registered."""
     model_uri = found.data.tags.get(MODEL_URI_TAG)
     if not model_uri:
         raise PipelineError(
@@ -125,13 +129,13 @@ def _checked(
             contract = read_contract(model_dir)
         except ContractError as exc:
             raise PipelineError(f"the logged model cannot be served: {exc}") from None
-        where_served.check(model_dir, rows_file)
+        verdict = where_served.check(model_dir, rows_file)
         rows = HeldOut.load(rows_file)
     metric = settings.gate_metric or metrics.default_gate_metric(contract)
     if metric not in found.data.metrics:
         logged = ", ".join(sorted(key for key in found.data.metrics if metrics.is_metric(key)))
         raise PipelineError(f"GATE_METRIC {metric} was not logged for this model (it logged: {logged})")
-    return contract, rows, metric
+    return contract, rows, metric, verdict
 
 
 def _named_by_run(executed: Path, folder: Path) -> Path:

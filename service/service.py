@@ -132,8 +132,8 @@ class PredictionService:
         serve_inference(inference, lambda: self.models.current, self.predictions)
         # The address is in BentoML's own line just before (the command line's --port wins over PORT).
         log.info(
-            "API worker %d: %s version %s (%s, %s)",
-            os.getpid(), lineage.name, lineage.version, self.models.status.mode, stored.tag,
+            "API worker %d: %s version %s (%s, %s, %s)",
+            os.getpid(), lineage.name, lineage.version, self.models.status.mode, stored.tag, packaged.runtime,
         )  # fmt: skip
         freeze_loaded_objects()  # last: what is loaded by now lives as long as the worker
 

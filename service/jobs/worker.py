@@ -269,7 +269,9 @@ def run(settings: WorkerSettings, models: ModelSource[Any]) -> int:
 
     metrics = SummarizingMetrics(settings.summary_interval_s, log)
     worker = Worker(settings, connect_store(settings), models, metrics)
-    log.info(startup_line(models.current.name, models.current.version, models.status.mode, settings))
+    current = models.current
+    runtime = getattr(current, "runtime", None)  # a LoadedModel's; a test's stand-in model has none
+    log.info(startup_line(current.name, current.version, models.status.mode, settings, runtime))
     if settings.metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         from prometheus_client import start_http_server
 

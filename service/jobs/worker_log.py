@@ -15,9 +15,12 @@ from service.jobs.metrics import JobMetrics
 from service.settings import JobSettings
 
 
-def startup_line(model_name: str, model_version: str, mode: str, settings: JobSettings) -> str:
+def startup_line(
+    model_name: str, model_version: str, mode: str, settings: JobSettings, runtime: str | None = None
+) -> str:
+    served = f"{mode}, {runtime}" if runtime else mode
     return (
-        f"worker up: {model_name} version {model_version} ({mode}), queue {settings.job_queue}, "
+        f"worker up: {model_name} version {model_version} ({served}), queue {settings.job_queue}, "
         f"prefetch {settings.prefetch}, micro-batches of up to {settings.batch_size} rows or "
         f"{settings.batch_wait_ms} ms"
     )

@@ -4,8 +4,10 @@ model did.
 
 The pipeline runs it before it registers a version, in a fresh process with nothing of the notebook (no kernel
 globals, no classes registered by its cells, not its folder on the path): a version that loads here loads where
-it is served. For each model it prints one JSON line on stdout, `null` when the model passes, else why (also on
-stderr, for a person); it exits 0 when every model passes, 1 otherwise. Several models share one process (and
+it is served. For each model it prints one JSON line on stdout, a Verdict: `problem` null when the model passes,
+else why (also on stderr, for a person), and the runtime that is to answer it, with the reason (its lean form
+proven equal to it, or why TensorFlow keeps it: service.models.lean_check); it exits 0 when every model passes, 1
+otherwise. Several models share one process (and
 its TensorFlow import): the model zoo's tests check all their models in one.
 
 `python -m service.models.check -` is the same check started ahead: it imports what the service imports
@@ -19,11 +21,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from service.models.contract import ContractError, ModelContract, Outputs
+from service.models.lean import TENSORFLOW
+from service.models.lean_check import lean_runtime
 from service.models.scoring import HeldOut
 
 OUTPUT_RTOL, OUTPUT_ATOL = 1e-3, 1e-4  # the served graph against Keras' own predict_on_batch, in float32
@@ -44,8 +49,17 @@ def answers_differ(contract: ModelContract, served: Outputs, notebook: Outputs) 
     return None
 
 
-def check(model_dir: Path, rows: Path) -> str | None:
-    """Why the model in `model_dir` would not serve its held-out rows as trained; None when it would."""
+@dataclass(frozen=True)
+class Verdict:
+    """What the check found: why the model would not serve (None when it would), and which runtime answers it."""
+
+    problem: str | None
+    runtime: str = TENSORFLOW
+    reason: str = ""
+
+
+def check(model_dir: Path, rows: Path) -> Verdict:
+    """Whether the model in `model_dir` serves its held-out rows as trained, and in which runtime."""
     from service.models.loader import load_model_dir
 
     try:
@@ -54,10 +68,14 @@ def check(model_dir: Path, rows: Path) -> str | None:
         n = len(next(iter(held.x.values())))
         served = model.contract.check_outputs(model.predict(held.x), n)
     except ContractError as exc:
-        return str(exc)
+        return Verdict(str(exc))
     except Exception as exc:  # what the model's own code or Keras raise while loading: the service would too
-        return f"{type(exc).__name__}: {str(exc)[:600]}"
-    return answers_differ(model.contract, served, held.outputs)
+        return Verdict(f"{type(exc).__name__}: {str(exc)[:600]}")
+    problem = answers_differ(model.contract, served, held.outputs)
+    if problem:
+        return Verdict(problem)
+    runtime, reason = lean_runtime(model_dir, model, held.x)
+    return Verdict(None, runtime, reason)
 
 
 def main(argv: list[str]) -> int:
@@ -85,10 +103,10 @@ def main(argv: list[str]) -> int:
         sys.stderr,
     )  # what loading prints goes to stderr: stdout holds only the answers
     for model_dir, rows in zip(argv[::2], argv[1::2], strict=True):
-        problem = check(Path(model_dir), Path(rows))
-        print(json.dumps(problem), file=answers, flush=True)
-        if problem:
-            print(problem, file=sys.stderr, flush=True)
+        verdict = check(Path(model_dir), Path(rows))
+        print(json.dumps(asdict(verdict)), file=answers, flush=True)
+        if verdict.problem:
+            print(verdict.problem, file=sys.stderr, flush=True)
             failed = True
     # Skip the interpreter's teardown of TensorFlow (seconds): the answers are out.
     os._exit(1 if failed else 0)

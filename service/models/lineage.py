@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 TAG_PREFIX = "nbship."  # every MLflow tag nbship writes on runs and versions
 NOTEBOOK_SHA_TAG = f"{TAG_PREFIX}notebook_sha256"
+# Which runtime answers the version, and why (service.models.lean): decided where it is served, before it is registered.
+RUNTIME_TAG, RUNTIME_REASON_TAG = f"{TAG_PREFIX}runtime", f"{TAG_PREFIX}runtime_reason"
 METRIC_PREFIX = "test_"  # a run's held-out scores: `test_accuracy`, or an output's `cultivar/test_accuracy`
 
 
@@ -30,7 +32,15 @@ class ModelLineage(BaseModel):
     trained_at: str | None = Field(default=None, description="Start of the training run (UTC, ISO 8601).")
     notebook_sha256: str | None = None
     git_commit: str | None = None
-    flavor: str | None = Field(default=None, description="How the service runs it: keras (graph) or pyfunc.")
+    runtime: str | None = Field(
+        default=None,
+        description="What answers it: onnxruntime (its lean form) or tensorflow (none: tensorflow).",
+    )
+    runtime_reason: str | None = Field(default=None, description="Why that runtime: the check's verdict.")
+    flavor: str | None = Field(
+        default=None,
+        description="How the service runs it: onnx (lean form), keras (TensorFlow graph) or pyfunc.",
+    )
     bento_model: str | None = Field(default=None, description="BentoML model tag.")
     contract: dict[str, Any] | None = Field(
         default=None, description="Task, input and output dtype and shape, class and feature names."
@@ -60,4 +70,6 @@ def lineage_of_version(client: MlflowClient, version: ModelVersion, alias: str) 
         trained_at=started.isoformat(timespec="seconds"),
         notebook_sha256=tags.get(NOTEBOOK_SHA_TAG),
         git_commit=tags.get("mlflow.source.git.commit"),
+        runtime=tags.get(RUNTIME_TAG),
+        runtime_reason=tags.get(RUNTIME_REASON_TAG),
     )

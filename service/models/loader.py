@@ -1,4 +1,5 @@
-"""Load an MLflow model for serving: a compiled graph for Keras models, MLflow pyfunc for any other flavour.
+"""Load an MLflow model for serving: its lean form where proven equal (service.models.lean), else a compiled
+TensorFlow graph for Keras models, MLflow pyfunc for any other flavour.
 
 Independent of BentoML: the API and the job worker load the packaged model's folder, and a follower of the
 registry's alias each new version's (service.models.source), all through `load_model_dir`; each gets the model's
@@ -19,6 +20,14 @@ from typing import Any
 import numpy as np
 
 from service.models.contract import STRING, ContractError, ModelContract, Outputs, Rows, read_contract
+from service.models.lean import (
+    LEAN_FILE,
+    ONNX_RUNTIME,
+    TENSORFLOW,
+    lean_entry,
+    onnx_predict,
+    tensorflow_installed,
+)
 from service.models.quiet import quiet, quiet_keras
 
 Predict = Callable[[Rows], Outputs]
@@ -29,9 +38,14 @@ CODE_KEY = "code"  # a flavor's folder of Python modules the model needs (custom
 class LoadedModel:
     name: str
     version: str
-    flavor: str  # "keras" (graph fast path) or "pyfunc"
+    flavor: str  # "onnx" (the lean form, ONNX Runtime), "keras" (TensorFlow graph) or "pyfunc"
     contract: ModelContract
     predict: Predict  # rows by input name -> outputs by output name
+
+    @property
+    def runtime(self) -> str:
+        """What computes the answers, as the startup lines say it."""
+        return {"onnx": ONNX_RUNTIME, "keras": TENSORFLOW}.get(self.flavor, "mlflow pyfunc")
 
 
 def configure_threads(intra_op: int, inter_op: int) -> None:
@@ -46,16 +60,32 @@ def configure_threads(intra_op: int, inter_op: int) -> None:
 
 
 def load_model_dir(
-    model_dir: Path, name: str, version: str, *, intra_op_threads: int = 1, inter_op_threads: int = 1
+    model_dir: Path,
+    name: str,
+    version: str,
+    *,
+    runtime: str = TENSORFLOW,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
 ) -> LoadedModel:
-    """Load the MLflow model in `model_dir` (the folder holding `MLmodel`) and warm it up."""
+    """Load the MLflow model in `model_dir` (the folder holding `MLmodel`) and warm it up.
+
+    `runtime` is the version's verdict (service.models.lean): ONNX_RUNTIME loads its lean form, and TensorFlow is
+    not imported; otherwise a Keras model is served by its TensorFlow graph, where TensorFlow is installed."""
     quiet()
     from mlflow.models import Model
 
     contract = read_contract(model_dir)
     flavors = Model.load(str(model_dir)).flavors
     keras = flavors.get("keras")
-    if keras is not None and keras.get("keras_backend", "tensorflow") == "tensorflow":
+    if runtime == ONNX_RUNTIME and (model_dir / LEAN_FILE).is_file():
+        flavor, predict = "onnx", onnx_predict(model_dir, contract, intra_op_threads)
+    elif keras is not None and keras.get("keras_backend", "tensorflow") == "tensorflow":
+        if not tensorflow_installed():
+            raise ContractError(
+                f"version {version} is served by TensorFlow ({runtime_reason(model_dir, runtime)}), which this "
+                "process does not have: serve it from an image built for it (`python -m pipeline container`)"
+            )
         configure_threads(intra_op_threads, inter_op_threads)
         import_model_code(model_dir, keras)
         flavor, predict = "keras", _keras_predict(model_dir, contract)
@@ -66,6 +96,14 @@ def load_model_dir(
     # Trace the graph before the first request, and refuse a model whose answers break its own contract.
     contract.check_outputs(predict(zero_rows(contract, 1)), 1)
     return LoadedModel(name=name, version=version, flavor=flavor, contract=contract, predict=predict)
+
+
+def runtime_reason(model_dir: Path, runtime: str) -> str:
+    """Why a version is not served lean, as briefly as a message can say it."""
+    if runtime == ONNX_RUNTIME:
+        return "its lean form is missing from its files"
+    why = lean_entry(model_dir).get("not_converted")
+    return str(why) if why else "its lean form was not proven equal to it"
 
 
 def zero_rows(contract: ModelContract, n: int) -> Rows:
@@ -100,49 +138,24 @@ def import_model_code(model_dir: Path, flavor: dict[str, Any]) -> None:
 
 
 def _keras_predict(model_dir: Path, contract: ModelContract) -> Predict:
+    """The served graph (service.models.keras_graph) as a concrete function: calling it skips tf.function's
+    per-call dispatch (input binding, trace-cache lookup), a large part of a small batch's cost
+    (docs/benchmarks/serve.md). It takes the inputs' tensors and answers the outputs' in the contract's order: a
+    dict in and out costs each call about 10 us more to bind and pack."""
     import mlflow.keras
     import tensorflow as tf
+
+    from service.models.keras_graph import served_function
 
     quiet_keras()
     # Serving needs no compile: a loss or metric of the notebook's would only be one more thing to resolve.
     model = mlflow.keras.load_model(str(model_dir), load_model_kwargs={"compile": False})
-    inputs = [tensor.name for tensor in contract.inputs]
+    graph = served_function(model, contract).get_concrete_function()
+    inputs = [(tensor.name, tensor.dtype) for tensor in contract.inputs]
     outputs = [output.name for output in contract.outputs]
-    specs = [
-        tf.TensorSpec([None, *t.shape], tf.string if t.strings else tf.as_dtype(t.dtype), name=t.name)
-        for t in contract.inputs
-    ]
-
-    def traced(with_dict: bool) -> Any:
-        """One graph for every batch size: the batch dimension stays unknown, so no retracing per size. Calling
-        the concrete function skips tf.function's per-call dispatch (input binding, trace-cache lookup), a large
-        part of a small batch's cost (docs/benchmarks/serve.md). It takes the inputs' tensors and answers the
-        outputs' in the contract's order: a dict in and out costs each call about 10 us more to bind and pack."""
-
-        def serve(*tensors: Any) -> list[Any]:
-            answered = model(
-                dict(zip(inputs, tensors, strict=True)) if with_dict else tensors[0], training=False
-            )
-            named = contract.named_outputs(answered)
-            return [named[name] for name in outputs]
-
-        return tf.function(serve, input_signature=specs).get_concrete_function()
-
-    # A model of one input is called with its tensor, unless it takes a dict (a dict-input functional model, or
-    # a subclassed one written for a dict): tracing tells.
-    try:
-        graph = traced(with_dict=not contract.single_input)
-    except (TypeError, ValueError, KeyError):
-        graph = traced(with_dict=True)
-    dtypes = [t.dtype for t in contract.inputs]
 
     def predict(rows: Rows) -> Outputs:
-        answered = graph(
-            *[
-                tf.constant(np.asarray(rows[name], dtype=dtype))
-                for name, dtype in zip(inputs, dtypes, strict=True)
-            ]
-        )
+        answered = graph(*[tf.constant(np.asarray(rows[name], dtype=dtype)) for name, dtype in inputs])
         return {name: values.numpy() for name, values in zip(outputs, answered, strict=True)}
 
     return predict

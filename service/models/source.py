@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from service.models import metrics, registry
 from service.models.contract import ContractError, ModelContract, Outputs, Rows
+from service.models.lean import TENSORFLOW
 from service.models.lineage import lineage_of_version
 from service.models.scoring import NoHeldOutRows, held_out, score_on
 
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 NUDGE_CHECK_S = 0.1  # how often a follower looks at the nudge file (one stat call)
+RETRY_FIRST_S = (
+    1.0  # after a failed poll (the registry or its artifacts away), the first retry; then doubling
+)
 SCORE_TOLERANCE = 1e-4  # the served path's score on the held-out rows against the figure the run logged
 
 
@@ -163,12 +167,18 @@ class ModelSource(Generic[M]):
 
         assert self._follow is not None
         seen = stamp(self._nudges) if self._nudges else 0
+        retry_s = RETRY_FIRST_S
         while True:  # a daemon thread: it ends with its process
+            wait_s = interval_s
             try:
                 self._follow(self)
+                retry_s = RETRY_FIRST_S
             except Exception as exc:  # a registry that is down must not stop serving: try again later
                 log.warning("following the alias: %s: %s", type(exc).__name__, exc)
-            deadline = time.monotonic() + interval_s
+                # Sooner than the next poll (an hour, where a webhook wakes followers): a download that failed
+                # once is not left until then. Doubling, so a registry that is down is not hammered.
+                wait_s, retry_s = min(interval_s, retry_s), min(interval_s, retry_s * 2)
+            deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline:
                 time.sleep(min(NUDGE_CHECK_S, interval_s))
                 if self._nudges and (now := stamp(self._nudges)) != seen:
@@ -194,26 +204,28 @@ class Follower:
         if version == source.current.version or source.refused(version):
             return
         started = time.monotonic()
+        lineage = lineage_of_version(self._client, holder, self._alias)
         try:
-            candidate = self._checked(holder, source.current)
+            candidate = self._checked(holder, source.current, lineage.runtime or TENSORFLOW)
         except (ContractError, CandidateRefused) as exc:
             source.refuse(version, str(exc))
             return
-        lineage = lineage_of_version(self._client, holder, self._alias)
         source.swap(candidate, lineage.model_dump(exclude_none=True))
         log.info("version %s checked and swapped in %.1f s", version, time.monotonic() - started)
 
-    def _checked(self, holder: Any, current: LoadedModel) -> LoadedModel:
+    def _checked(self, holder: Any, current: LoadedModel, runtime: str) -> LoadedModel:
         """The new version, loaded beside the current one, warmed up and checked; CandidateRefused otherwise."""
         from service.models.loader import load_model_dir
 
         client, name, version = self._client, self._settings.model_name, str(holder.version)
         folder = self._settings.data_dir / "served" / name / version
-        # A download that fails (the registry or its artifact store is away) is tried again at the next poll;
+        # A download that fails (the registry or its artifact store is away) is tried again soon (ModelSource._run);
         # a version whose files are there but do not load is refused.
         model_dir = registry.download_model(client, str(holder.source), folder)  # through this client only
         try:
-            candidate = load_model_dir(model_dir, name, version)  # traces the graph: the warm-up
+            candidate = load_model_dir(model_dir, name, version, runtime=runtime)  # the warm-up
+        except ContractError as exc:  # a version this process cannot serve (it needs TensorFlow, say)
+            raise CandidateRefused(str(exc)) from None
         except Exception as exc:  # a damaged artifact fails in Keras or MLflow in many ways
             raise CandidateRefused(f"cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from None
         differs = candidate.contract.differs_from(current.contract)

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from service.models.lean import TENSORFLOW
 from service.models.lineage import ModelLineage
 from service.models.loader import LoadedModel, load_model_dir
 
@@ -37,6 +38,7 @@ def load_stored(stored: Any, *, intra_op_threads: int = 1, inter_op_threads: int
         model_dir(stored, str(stored.tag)),
         lineage.name,
         lineage.version,
+        runtime=lineage.runtime or TENSORFLOW,
         intra_op_threads=intra_op_threads,
         inter_op_threads=inter_op_threads,
     )

@@ -234,5 +234,7 @@ def test_each_worker_says_at_start_which_model_and_version_it_serves(
     served: tuple[str, int, Path], champion_store: ChampionStore, packaged_champion: str
 ) -> None:
     started = [line for line in served[2].read_text().splitlines() if "API worker " in line]
-    expected = f": digits-classifier version {champion_store.version} (pinned, {packaged_champion})"
+    expected = (
+        f": digits-classifier version {champion_store.version} (pinned, {packaged_champion}, onnxruntime)"
+    )
     assert len(started) == 2 and all(line.endswith(expected) for line in started), started

@@ -23,6 +23,8 @@ import pytest
 from support.zoo import FORMS, Form, write_code
 
 from service.models.contract import ContractError, ModelContract, Outputs, read_contract
+from service.models.lean import ONNX_RUNTIME, TENSORFLOW
+from service.models.lineage import RUNTIME_REASON_TAG, RUNTIME_TAG
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,7 +42,9 @@ class Logged:
     model_dir: Path | None = None
     rows: Path | None = None  # the run's held-out rows, as the check where served reads them
     keras: Any = None  # the notebook model's own answers for its held-out rows
+    run_id: str = ""
     where_served: str | None = None  # why the check where served refused it; None when it passed
+    runtime: tuple[str, str] = ("", "")  # which runtime the check where served chose for it, and why
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +78,7 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Logged]]
                     except ContractError as exc:
                         refusal = str(exc)
                 uri = client.get_run(run.info.run_id).data.tags.get(MODEL_URI_TAG)
-                logged[form.id] = Logged(notebook.x_test, uri, refusal)
+                logged[form.id] = Logged(notebook.x_test, uri, refusal, run_id=run.info.run_id)
                 if uri is not None and refusal is None:
                     logged[form.id] = replace(
                         logged[form.id],
@@ -87,9 +91,14 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Logged]]
                 for form_id, found in logged.items()
                 if found.model_dir is not None and found.rows is not None
             }
-            problems = where_served.problems(list(served.values()))
-        for form_id, problem in zip(served, problems, strict=True):
-            logged[form_id] = replace(logged[form_id], where_served=problem)
+            verdicts = where_served.verdicts(list(served.values()))
+        for form_id, verdict in zip(served, verdicts, strict=True):
+            logged[form_id] = replace(
+                logged[form_id], where_served=verdict.problem, runtime=(verdict.runtime, verdict.reason)
+            )
+            # As the pipeline tags a run it registers: where a follower reads which runtime answers it.
+            client.set_tag(logged[form_id].run_id, RUNTIME_TAG, verdict.runtime)
+            client.set_tag(logged[form_id].run_id, RUNTIME_REASON_TAG, verdict.reason)
         yield logged
     finally:
         sys.path[:] = saved_path
@@ -155,6 +164,10 @@ def test_form(zoo: dict[str, Logged], form: Form) -> None:
         assert re.search(form.refused_where_served, found.where_served), found.where_served
         return
     assert found.where_served is None, found.where_served
+    runtime, reason = found.runtime
+    assert runtime == (TENSORFLOW if form.keeps_tensorflow else ONNX_RUNTIME), reason
+    if form.keeps_tensorflow:
+        assert re.search(form.keeps_tensorflow, reason), reason
     from starlette.testclient import TestClient
 
     from service.http.open_inference import inference_app, serve
@@ -163,7 +176,8 @@ def test_form(zoo: dict[str, Logged], form: Form) -> None:
 
     contract = read_contract(found.model_dir)
     keras = {name: np.asarray(values) for name, values in contract.named_outputs(found.keras).items()}
-    loaded = load_model_dir(found.model_dir, form.id.replace("_", "-"), "1")
+    loaded = load_model_dir(found.model_dir, form.id.replace("_", "-"), "1", runtime=runtime)
+    assert loaded.runtime == runtime
 
     # /predict: the JSON body parsed by the service's rows check, then the served predictor.
     rows = RowRules(lambda: loaded.contract, 64).body(
@@ -184,4 +198,89 @@ def test_form(zoo: dict[str, Logged], form: Form) -> None:
         for output in response.json()["outputs"]
     }
     worst = max(worst, assert_same(inferred, keras))
-    print(f"{form.id}: served, largest difference {worst:.2g}")
+    print(f"{form.id}: served by {runtime}, largest difference {worst:.2g} ({reason})")
+
+
+LEAN_PROCESS = """
+import json, sys
+sys.modules["tensorflow"] = None  # as in a lean image: `import tensorflow` fails, and nothing here tries it
+from service.models.loader import load_model_dir
+from service.models.source import Follower, ModelSource
+from service.settings import SourceSettings
+
+lean, settings = json.loads(sys.argv[1]), SourceSettings(**json.loads(sys.argv[2]))
+answers = {}
+for form_id, (model_dir, rows) in lean.items():
+    model = load_model_dir(__import__("pathlib").Path(model_dir), form_id, "0", runtime="onnxruntime")
+    answers[form_id] = {name: values.tolist() for name, values in model.predict(
+        {name: __import__("numpy").asarray(values) for name, values in rows.items()}).items()}
+source = ModelSource(model)  # the last lean form served, following @champion: a TensorFlow-only version
+Follower(settings, "champion")(source)
+print(json.dumps({
+    "answers": answers,
+    "refused": [refusal.reason for refusal in source.status.refused],
+    "current": source.current.version,
+    "imported": sorted(name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx")
+                        and sys.modules[name] is not None),
+}))
+"""
+
+
+def test_a_lean_process_serves_every_lean_form_without_tensorflow_and_refuses_a_version_that_needs_it(
+    zoo: dict[str, Logged], tmp_path: Path
+) -> None:
+    """One fresh process with no TensorFlow (as a lean image): it loads every form the check made lean and
+    answers as the notebook's model did, imports neither TensorFlow nor Keras, and its follower refuses a version
+    that TensorFlow must serve, saying why."""
+    import subprocess
+
+    import mlflow
+
+    from pipeline import registry
+
+    lean = {form.id: zoo[form.id] for form in FORMS if zoo[form.id].runtime[0] == ONNX_RUNTIME}
+    assert len(lean) >= 14, sorted(lean)
+    needs_tensorflow = zoo["text_vectorization"]
+    store = str(mlflow.get_tracking_uri())
+    client = mlflow.MlflowClient(store)
+    version = registry.register(
+        client, "zoo", str(needs_tensorflow.model_uri), needs_tensorflow.run_id, {}, "zoo"
+    )
+    client.set_registered_model_alias("zoo", "champion", version.version)
+    rows = {
+        form_id: {name: np.asarray(values).tolist() for name, values in _named_rows(found).items()}
+        for form_id, found in lean.items()
+    }
+    settings = {
+        "mlflow_tracking_uri": store,
+        "model_name": "zoo",
+        "data_dir": str(tmp_path),
+        "follow_alias": "champion",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", LEAN_PROCESS, json.dumps({k: [str(v.model_dir), rows[k]] for k, v in lean.items()}),
+         json.dumps(settings)],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["imported"] == []
+    for form_id, found in lean.items():
+        contract = read_contract(found.model_dir)
+        keras = {name: np.asarray(v) for name, v in contract.named_outputs(found.keras).items()}
+        assert_same({name: np.asarray(v) for name, v in report["answers"][form_id].items()}, keras)
+    assert report["current"] == "0"  # still the lean form it served
+    (refusal,) = report["refused"]
+    assert re.search(
+        r"version \d+ is served by TensorFlow \(string input 'text'.*\), which this process does not "
+        r"have: serve it from an image built for it",
+        refusal,
+    ), refusal
+
+
+def _named_rows(found: Logged) -> dict[str, Any]:
+    contract = read_contract(found.model_dir)
+    if isinstance(found.x_test, dict):
+        return found.x_test
+    return {contract.input.name: found.x_test}

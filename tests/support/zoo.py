@@ -108,6 +108,7 @@ class Form:
     build: Callable[[ModuleType], Notebook]  # given the module beside the notebook
     refused: str | None = None  # a form log_model refuses: what it says (a regular expression)
     refused_where_served: str | None = None  # logged, but the check where served refuses it: why (a regex)
+    keeps_tensorflow: str | None = None  # served by TensorFlow, not its lean form: why (a regex); else lean
 
 
 def write_code(folder: Path) -> ModuleType:
@@ -433,11 +434,19 @@ FORMS = [
     Form("functional_lists", functional_lists),
     Form("functional_dicts_two_heads", functional_dicts_two_heads),
     Form("subclassed_in_module", subclassed_in_module),
-    Form("text_vectorization", text_vectorization),
-    Form("string_lookup_columns", string_lookup_columns),
-    Form("integer_lookup_ids", integer_lookup_ids),
-    Form("hashing", hashing),
-    Form("discretization", discretization),
+    Form("text_vectorization", text_vectorization, keeps_tensorflow=r"no lean form: string input 'text'"),
+    Form(
+        "string_lookup_columns",
+        string_lookup_columns,
+        keeps_tensorflow=r"no lean form: string input 'region'",
+    ),
+    Form("integer_lookup_ids", integer_lookup_ids, keeps_tensorflow=r"no lean form: IntegerLookup layer"),
+    Form("hashing", hashing, keeps_tensorflow=r"no lean form: string input 'city'"),
+    Form(
+        "discretization",
+        discretization,
+        keeps_tensorflow=r"no lean form: tf2onnx cannot convert it .*Bucketize",
+    ),
     Form("image_beside_numbers", image_beside_numbers),
     Form("lstm_windows", lstm_windows),
     Form("multilabel", multilabel),

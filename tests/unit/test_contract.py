@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -192,3 +194,25 @@ def test_a_model_source_swaps_atomically_and_remembers_refusals() -> None:
     assert (view["mode"], view["current_version"], view["last_switch"]["from"]) == ("pinned", "2", "1")
     assert view["refused"][0]["reason"] == "its contract is not the served one"
     assert changes == [("switched", "2"), ("refused", "3")]
+
+
+def test_a_follower_whose_poll_failed_tries_again_soon_not_at_its_next_poll() -> None:
+    """A download that failed once (the registry busy) is retried within seconds, backing off, though the
+    follower polls hourly (as where a webhook wakes it): the switch does not wait an hour."""
+    import threading
+
+    from service.models.source import ModelSource
+
+    calls: list[float] = []
+    done = threading.Event()
+
+    def follow(_source: ModelSource) -> None:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise OSError("the artifact store did not answer")
+        done.set()
+
+    source = ModelSource(object(), follow=follow, mode="following @champion")  # type: ignore[arg-type]
+    source.start(interval_s=3600)
+    assert done.wait(timeout=60), f"{len(calls)} polls"
+    assert calls[2] - calls[1] > calls[1] - calls[0] > 0  # backing off: 1 s, then 2 s

@@ -48,7 +48,7 @@ def test_predict_in_process_equals_the_models_own_predictions(
     np.testing.assert_allclose(answer.probabilities, champion_store.probabilities, rtol=1e-5, atol=1e-6)
     assert answer.predictions == champion_store.probabilities.argmax(axis=1).tolist()
     assert (answer.model.name, answer.model.version) == ("digits-classifier", champion_store.version)
-    assert service.models.current.flavor == "keras"
+    assert service.models.current.flavor == "onnx"
 
 
 def test_lineage_names_the_registered_version_and_its_run(
@@ -113,7 +113,7 @@ def test_the_worker_loads_the_packaged_model_as_the_service_does(
     from service.serving.packaged import load_packaged
 
     model = load_packaged(packaged_champion)
-    assert (model.name, model.version, model.flavor) == ("digits-classifier", champion_store.version, "keras")
+    assert (model.name, model.version, model.flavor) == ("digits-classifier", champion_store.version, "onnx")
     assert model.contract.input.shape == (64,) and model.contract.input.dtype == np.float32
     answered = model.predict({"pixels": champion_store.rows})["probabilities"]
     np.testing.assert_allclose(answered, champion_store.probabilities, rtol=1e-5)
