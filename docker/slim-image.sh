@@ -9,12 +9,14 @@ if [ "${NBSHIP_SQUASHED_BUILD:-false}" != true ]; then
 fi
 site=$(/app/.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
-# TensorFlow's C++ headers, for compiling custom ops against it (about 290 MB).
-rm -rf "$site/tensorflow/include"
-# The symbol tables of TensorFlow's own libraries; what the dynamic linker reads (.dynsym) stays (about 240 MB).
-# Only TensorFlow's: the libraries that auditwheel vendored into other wheels (numpy.libs, ...) were rewritten by
-# patchelf, and stripping those leaves them unloadable ("ELF load command address/offset not page-aligned").
-find "$site/tensorflow" -type f \( -name '*.so' -o -name '*.so.[0-9]*' \) -exec strip --strip-unneeded {} +
+if [ -d "$site/tensorflow" ]; then  # the TensorFlow image's; a lean image has none
+  # TensorFlow's C++ headers, for compiling custom ops against it (about 290 MB).
+  rm -rf "$site/tensorflow/include"
+  # The symbol tables of TensorFlow's own libraries; what the dynamic linker reads (.dynsym) stays (about 240 MB).
+  # Only TensorFlow's: the libraries that auditwheel vendored into other wheels (numpy.libs, ...) were rewritten by
+  # patchelf, and stripping those leaves them unloadable ("ELF load command address/offset not page-aligned").
+  find "$site/tensorflow" -type f \( -name '*.so' -o -name '*.so.[0-9]*' \) -exec strip --strip-unneeded {} +
+fi
 
 # Bytecode keyed by its source's hash, not its time: the squash keeps times in whole seconds, which moves a source's
 # time off the one its bytecode recorded at install, and on a read-only root Python would then compile that module

@@ -71,7 +71,8 @@ def parser() -> argparse.ArgumentParser:
         help="build the Bento, then its container image (bentoml containerize)",
     )
     commands.add_parser(
-        "requirements", help="write docker/requirements.txt (the image's packages) from uv.lock"
+        "requirements",
+        help="write docker/requirements.txt and requirements-lean.txt (the images' packages) from uv.lock",
     )
     return parser
 
@@ -174,10 +175,10 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         print(f"worker: {engine} run --rm {job_layer} {image.tags[0]} python -m service.jobs.worker")
         return 0
     if args.command == "requirements":
-        from pipeline.container import REQUIREMENTS, image_requirements
+        from pipeline.container import write_requirements
 
-        REQUIREMENTS.write_text(image_requirements())
-        print(f"wrote {REQUIREMENTS.relative_to(PROJECT_ROOT)}")
+        for written in write_requirements():
+            print(f"wrote {written.relative_to(PROJECT_ROOT)}")
         return 0
     client = tracking.connect(settings)
     name, alias = settings.model_name, settings.champion_alias

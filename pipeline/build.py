@@ -1,7 +1,8 @@
 """`python -m pipeline build`: package the champion, then `bentoml build` the service into a Bento.
 
 The Bento serves the version it was built with: the model's name and tag become envs of the Bento (and so of its
-image, the API and the worker alike), added to bentofile.yaml's own for the build."""
+image, the API and the worker alike), added to bentofile.yaml's own for the build, and it installs the packages
+that version's runtime needs (no TensorFlow for a version with a lean form)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def build(
     served = {"MODEL_NAME": settings.model_name, "MODEL_TAG": packaged.tag}
     with tempfile.TemporaryDirectory() as tmp:
         serving = Path(tmp) / bentofile.name
-        serving.write_text(yaml.safe_dump(with_envs(yaml.safe_load(bentofile.read_text()), served)))
+        definition = with_requirements(yaml.safe_load(bentofile.read_text()), packaged.runtime)
+        serving.write_text(yaml.safe_dump(with_envs(definition, served)))
         command = [
             sys.executable, "-m", "bentoml", "build", "-f", str(serving), "--output", "tag", str(PROJECT_ROOT),
         ]  # fmt: skip
@@ -43,6 +45,16 @@ def build(
             f"bentoml build failed ({done.returncode}):\n{done.stderr.strip() or done.stdout}"
         )
     return tags[-1].strip(), packaged
+
+
+def with_requirements(bentofile: dict[str, Any], runtime: str) -> dict[str, Any]:
+    """The Bento's definition installing the image group the version's runtime needs (pipeline/container.py):
+    without TensorFlow for a version with a lean form."""
+    from pipeline.container import IMAGES
+
+    _, requirements = IMAGES[runtime]
+    python = {**bentofile.get("python", {}), "requirements_txt": str(requirements.relative_to(PROJECT_ROOT))}
+    return {**bentofile, "python": python}
 
 
 def with_envs(bentofile: dict[str, Any], envs: dict[str, str]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pipeline import tracking
 from pipeline.errors import PipelineError
 from pipeline.settings import PipelineSettings
 from service.models.last_packaged import LastPackaged, record
+from service.models.lean import TENSORFLOW
 from service.models.lineage import ModelLineage, lineage_of_version
 from service.models.registry import holder
 
@@ -24,6 +25,8 @@ class Packaged:
     tag: str  # BentoML model tag, name:version
     version: str  # registered version
     reused: bool
+    runtime: str = TENSORFLOW  # what answers it (service/models/lean.py): the image it needs
+    runtime_reason: str = ""
 
 
 def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
@@ -31,7 +34,7 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
     from bentoml.exceptions import BentoMLException, NotFound
 
     from service.models.contract import ContractError, read_contract
-    from service.serving.packaged import LINEAGE_KEY, MLFLOW_MODEL_FOLDER, make_latest
+    from service.serving.packaged import LINEAGE_KEY, MLFLOW_MODEL_FOLDER, lineage_of, make_latest
     from service.settings import bento_model_name
 
     client = tracking.connect(settings)  # also sets MLFLOW_TRACKING_URI, which bentoml.mlflow needs
@@ -49,7 +52,7 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
         pass
     else:
         make_latest(str(stored.tag))
-        return _recorded(settings, Packaged(str(stored.tag), number, reused=True))
+        return _recorded(settings, _packaged(str(stored.tag), lineage_of(stored), reused=True))
 
     lineage = lineage_of_version(client, version, alias)
     try:
@@ -67,7 +70,12 @@ def package(settings: PipelineSettings, alias: str | None = None) -> Packaged:
     except ContractError as exc:
         bentoml.models.delete(stored.tag)
         raise PipelineError(f"version {number} of {settings.model_name!r} cannot be served: {exc}") from None
-    return _recorded(settings, Packaged(str(stored.tag), number, reused=False))
+    return _recorded(settings, _packaged(str(stored.tag), lineage, reused=False))
+
+
+def _packaged(tag: str, lineage: ModelLineage, reused: bool) -> Packaged:
+    runtime = lineage.runtime or TENSORFLOW
+    return Packaged(tag, lineage.version, reused, runtime, lineage.runtime_reason or "")
 
 
 def _recorded(settings: PipelineSettings, packaged: Packaged) -> Packaged:

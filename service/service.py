@@ -111,6 +111,7 @@ class PredictionService:
         stored = self.bento_model  # resolved: the stored model
         packaged = load_stored(
             stored,
+            serve_runtime=settings.serve_runtime,
             intra_op_threads=settings.tf_intra_op_threads,
             inter_op_threads=settings.tf_inter_op_threads,
         )

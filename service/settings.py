@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import re
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -141,7 +141,16 @@ class SourceSettings(Settings):
         description="The secret of an MLflow webhook on model_version_alias.created: POST /hooks/mlflow with a "
         "valid signature makes every follower on this host ask the registry at once.",
     )
-    tf_intra_op_threads: int = Field(default=1, ge=0, description="TensorFlow threads per op, per process.")
+    serve_runtime: Literal["auto", "tensorflow"] = Field(
+        default="auto",
+        description="auto: a version's lean form (ONNX Runtime, no TensorFlow) where the pipeline proved it equal, "
+        "else TensorFlow; tensorflow: always TensorFlow (to compare, or to rule the lean form out).",
+    )
+    tf_intra_op_threads: int = Field(
+        default=1,
+        ge=0,
+        description="Threads per op, per process: TensorFlow's, and ONNX Runtime's for a lean version.",
+    )
     tf_inter_op_threads: int = Field(default=1, ge=0, description="TensorFlow concurrent ops, per process.")
 
     @property

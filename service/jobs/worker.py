@@ -244,6 +244,7 @@ def packaged_source(settings: WorkerSettings) -> ModelSource[Any]:
 
     packaged = load_packaged(
         settings.bento_model_tag,
+        serve_runtime=settings.serve_runtime,
         intra_op_threads=settings.tf_intra_op_threads,
         inter_op_threads=settings.tf_inter_op_threads,
     )

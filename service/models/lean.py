@@ -26,6 +26,12 @@ LEAN_FILE = "lean/model.onnx"  # in the MLflow model's folder
 ONNX_RUNTIME, TENSORFLOW = "onnxruntime", "tensorflow"
 
 
+def runtime_to_serve(verdict: str | None, setting: str = "auto") -> str:
+    """The runtime a process serves a version with: its verdict, unless SERVE_RUNTIME=tensorflow says otherwise;
+    TensorFlow for a version without one."""
+    return TENSORFLOW if setting == TENSORFLOW or not verdict else verdict
+
+
 def tensorflow_installed() -> bool:
     """Whether this process could load a TensorFlow-served version (a lean image has no TensorFlow)."""
     return importlib.util.find_spec("tensorflow") is not None

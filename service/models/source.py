@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from service.models import metrics, registry
 from service.models.contract import ContractError, ModelContract, Outputs, Rows
-from service.models.lean import TENSORFLOW
+from service.models.lean import runtime_to_serve
 from service.models.lineage import lineage_of_version
 from service.models.scoring import NoHeldOutRows, held_out, score_on
 
@@ -62,6 +62,9 @@ class FollowSettings(Protocol):
 
     @property
     def follow_interval_s(self) -> float: ...
+
+    @property
+    def serve_runtime(self) -> str: ...
 
 
 class Model(Protocol):
@@ -206,7 +209,8 @@ class Follower:
         started = time.monotonic()
         lineage = lineage_of_version(self._client, holder, self._alias)
         try:
-            candidate = self._checked(holder, source.current, lineage.runtime or TENSORFLOW)
+            runtime = runtime_to_serve(lineage.runtime, self._settings.serve_runtime)
+            candidate = self._checked(holder, source.current, runtime)
         except (ContractError, CandidateRefused) as exc:
             source.refuse(version, str(exc))
             return

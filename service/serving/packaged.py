@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from service.models.lean import TENSORFLOW
+from service.models.lean import runtime_to_serve
 from service.models.lineage import ModelLineage
 from service.models.loader import LoadedModel, load_model_dir
 
@@ -31,14 +31,17 @@ def lineage_of(stored: Any) -> ModelLineage:
     return ModelLineage.model_validate(stored.info.metadata[LINEAGE_KEY])
 
 
-def load_stored(stored: Any, *, intra_op_threads: int = 1, inter_op_threads: int = 1) -> LoadedModel:
-    """Load a stored BentoML model (as packaged from MLflow) under its registered name and version."""
+def load_stored(
+    stored: Any, *, serve_runtime: str = "auto", intra_op_threads: int = 1, inter_op_threads: int = 1
+) -> LoadedModel:
+    """Load a stored BentoML model (as packaged from MLflow) under its registered name and version, by the runtime
+    its version was given (SERVE_RUNTIME may ask TensorFlow instead)."""
     lineage = lineage_of(stored)
     return load_model_dir(
         model_dir(stored, str(stored.tag)),
         lineage.name,
         lineage.version,
-        runtime=lineage.runtime or TENSORFLOW,
+        runtime=runtime_to_serve(lineage.runtime, serve_runtime),
         intra_op_threads=intra_op_threads,
         inter_op_threads=inter_op_threads,
     )
@@ -56,10 +59,15 @@ def stored_model(tag: str) -> Any:
     return bentoml.models.get(tag)
 
 
-def load_packaged(tag: str, *, intra_op_threads: int = 1, inter_op_threads: int = 1) -> LoadedModel:
+def load_packaged(
+    tag: str, *, serve_runtime: str = "auto", intra_op_threads: int = 1, inter_op_threads: int = 1
+) -> LoadedModel:
     """The packaged model `tag`, loaded from wherever `stored_model` finds it."""
     return load_stored(
-        stored_model(tag), intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads
+        stored_model(tag),
+        serve_runtime=serve_runtime,
+        intra_op_threads=intra_op_threads,
+        inter_op_threads=inter_op_threads,
     )
 
 

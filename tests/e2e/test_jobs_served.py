@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +34,8 @@ JSON = {"content-type": "application/json"}
 class Served:
     url: str
     before_store: dict[str, httpx.Response]  # answers given while the job store was down
+    worker_pid: int
+    worker_log: Path
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +79,9 @@ def served(
                 nx_server(folder / "nx-27017", nx_port),
                 running(
                     worker, lambda: True, "worker", folder / "worker.log", env=worker_env, cwd=PROJECT_ROOT
-                ),
+                ) as worker_process,
             ):
-                yield Served(url, before_store)
+                yield Served(url, before_store, worker_process.pid, folder / "worker.log")
         finally:
             server.stop()
             delete_queues(settings)
@@ -132,6 +135,17 @@ def test_a_job_on_the_bare_path_succeeds_with_predicts_answer(
     )
     # The result is what /predict answers for the same rows, value for value (not rounded for storage).
     assert view["result"] == {key: predicted[key] for key in ("predictions", "classes", "probabilities")}
+
+
+def test_the_worker_serves_the_lean_form_and_has_no_tensorflow(
+    served: Served, client: httpx.Client, champion_store: ChampionStore
+) -> None:
+    """Having answered a job, the worker process says it runs ONNX Runtime and has loaded no TensorFlow library."""
+    job = client.post("/jobs", json={"instances": champion_store.rows[:2].tolist()}).json()
+    assert finished(client, job["url"])["status"] == "succeeded"
+    assert f"version {champion_store.version} (pinned, onnxruntime)" in served.worker_log.read_text()
+    maps = Path(f"/proc/{served.worker_pid}/maps").read_text()
+    assert "onnxruntime" in maps and "tensorflow" not in maps
 
 
 def test_the_same_idempotency_key_returns_the_same_job(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -230,11 +231,20 @@ def test_the_open_inference_examples_of_docs_serving_answer_as_predict_does(
     np.testing.assert_allclose(scope["probabilities"], champion_store.probabilities[:3], rtol=1e-5, atol=1e-6)
 
 
-def test_each_worker_says_at_start_which_model_and_version_it_serves(
+def test_each_worker_says_at_start_which_model_version_and_runtime_it_serves_and_a_lean_one_has_no_tensorflow(
     served: tuple[str, int, Path], champion_store: ChampionStore, packaged_champion: str
 ) -> None:
+    """The digits champion has a lean form: each API worker serves it with ONNX Runtime, and having loaded it and
+    answered requests, has loaded no TensorFlow library (its memory maps, read from /proc)."""
     started = [line for line in served[2].read_text().splitlines() if "API worker " in line]
     expected = (
         f": digits-classifier version {champion_store.version} (pinned, {packaged_champion}, onnxruntime)"
     )
     assert len(started) == 2 and all(line.endswith(expected) for line in started), started
+    httpx.post(
+        f"{served[0]}/predict", json={"instances": champion_store.rows[:2].tolist()}
+    ).raise_for_status()
+    for line in started:
+        pid = int(re.search(r"API worker (\d+):", line).group(1))  # type: ignore[union-attr]
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "onnxruntime" in maps and "tensorflow" not in maps, f"worker {pid}"

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.build import with_requirements
 from pipeline.container import (
+    IMAGES,
+    LEAN_REQUIREMENTS,
     REQUIREMENTS,
     ContainerSettings,
     base_image_name,
@@ -17,8 +20,10 @@ from pipeline.errors import PipelineError
 from pipeline.settings import PROJECT_ROOT
 
 
-def test_the_images_requirements_are_the_locks() -> None:
-    assert REQUIREMENTS.read_text() == image_requirements(), "run `python -m pipeline requirements`"
+@pytest.mark.parametrize("runtime", sorted(IMAGES))
+def test_the_images_requirements_are_the_locks(runtime: str) -> None:
+    _, path = IMAGES[runtime]
+    assert path.read_text() == image_requirements(runtime), "run `python -m pipeline requirements`"
 
 
 # What training needs and serving does not: the notebook's kernel and report, and the MLflow server with its UI.
@@ -34,24 +39,45 @@ TRAINING_ONLY = (
 )
 
 
-def test_the_image_installs_what_the_service_and_worker_import_and_nothing_for_training() -> None:
+SERVING = ("bentoml", "mlflow-skinny", "onnxruntime", "pika", "pymongo", "pydantic-settings")
+TENSORFLOW_ONLY = ("keras", "tensorflow-cpu", "tensorflow")
+
+
+@pytest.mark.parametrize(
+    ("requirements", "needs", "never"),
+    [
+        (REQUIREMENTS, SERVING + TENSORFLOW_ONLY[:2], TRAINING_ONLY),
+        (LEAN_REQUIREMENTS, SERVING, TRAINING_ONLY + TENSORFLOW_ONLY),
+    ],
+    ids=["tensorflow", "lean"],
+)
+def test_each_image_installs_what_the_service_and_worker_import_and_nothing_for_training(
+    requirements: Path, needs: tuple[str, ...], never: tuple[str, ...]
+) -> None:
     pinned = {
         line.split("==")[0]: line.split("==")[1].split()[0]
-        for line in REQUIREMENTS.read_text().splitlines()
+        for line in requirements.read_text().splitlines()
         if "==" in line and not line.startswith("#")
     }
-    for package in (
-        "bentoml",
-        "mlflow-skinny",
-        "keras",
-        "tensorflow-cpu",
-        "pika",
-        "pymongo",
-        "pydantic-settings",
-    ):
+    for package in needs:
         assert package in pinned, package
-    for package in TRAINING_ONLY:
+    for package in (*never, "tf2onnx"):
         assert package not in pinned, package
+
+
+@pytest.mark.parametrize(
+    ("runtime", "requirements"),
+    [("onnxruntime", "docker/requirements-lean.txt"), ("tensorflow", "docker/requirements.txt")],
+)
+def test_the_bento_installs_the_image_group_of_the_packaged_versions_runtime(
+    runtime: str, requirements: str
+) -> None:
+    bentofile = yaml.safe_load((PROJECT_ROOT / "bentofile.yaml").read_text())
+    built = with_requirements(bentofile, runtime)
+    assert built["python"]["requirements_txt"] == requirements
+    assert {k: v for k, v in built["python"].items() if k != "requirements_txt"} == {
+        k: v for k, v in bentofile["python"].items() if k != "requirements_txt"
+    }
 
 
 def test_the_bentofile_builds_on_the_local_base_image_and_the_locked_requirements() -> None:
