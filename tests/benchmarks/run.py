@@ -13,6 +13,7 @@ BENCHMARKS = {
     "chaos": "chaos_bench",
     "rollout": "rollout_bench",
     "coldstart": "coldstart_bench",
+    "runtime": "runtime_bench",
 }
 
 
