@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from pipeline.errors import PipelineError
 from service.models.check import Verdict
 from service.models.contract import ContractError
+from service.models.lineage import RUNTIME_REASON_TAG, RUNTIME_TAG
 from service.models.quiet import QUIET_ENV
 from service.models.scoring import NoHeldOutRows, held_out_file
 
@@ -36,6 +37,11 @@ def held_out_rows(client: MlflowClient, run_id: str, folder: Path | None = None)
         return Path(held_out_file(client, run_id, folder))
     except NoHeldOutRows as exc:
         raise PipelineError(str(exc)) from None
+
+
+def runtime_tags(verdict: Verdict) -> dict[str, str]:
+    """The run's and the version's tags saying which runtime answers it and why (service/models/lean.py)."""
+    return {RUNTIME_TAG: verdict.runtime, RUNTIME_REASON_TAG: verdict.reason}
 
 
 def load(model_dir: Path, name: str, version: str) -> LoadedModel:

@@ -28,7 +28,6 @@ from service.models import metrics
 from service.models import registry as read_registry
 from service.models.check import Verdict
 from service.models.contract import ContractError, read_contract
-from service.models.lineage import RUNTIME_REASON_TAG, RUNTIME_TAG
 from service.models.quiet import QUIET_ENV
 from service.models.scoring import HeldOut
 
@@ -90,7 +89,7 @@ def train(settings: PipelineSettings, overrides: dict[str, str], progress_bar: b
         except PipelineError:
             _fail(client, run_id, tags, executed)
             raise
-        tags |= {RUNTIME_TAG: verdict.runtime, RUNTIME_REASON_TAG: verdict.reason}
+        tags |= evaluation.runtime_tags(verdict)
         _tag(client, run_id, tags)
         version = registry.register(
             client,

@@ -174,7 +174,9 @@ def _median(values: list[float]) -> str:
 
 def report(starts: list[Start], duration: int, runs: int) -> str:
     lines = [
-        header("Serving runtimes: TensorFlow against the lean form (ONNX Runtime)", "./noxw -s bench -- runtime"),
+        header(
+            "Serving runtimes: TensorFlow against the lean form (ONNX Runtime)", "./noxw -s bench -- runtime"
+        ),
         __doc__.split("\n", 2)[2].split("Options:")[0].strip(),
         "",
         f"{runs} rounds of {duration} s a point; median (min-max).",
