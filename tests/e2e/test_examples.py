@@ -102,9 +102,14 @@ def assert_answers_outputs(answer: dict[str, Any], trained: Trained) -> None:
         assert answer["classes"] == [names[label] for label in trained.outputs.argmax(axis=1)]
 
 
-def test_the_pipeline_registers_the_run(trained: Trained) -> None:
+def test_the_pipeline_registers_the_run_and_its_lean_form_serves_it(trained: Trained) -> None:
+    """Every example here converts: the pipeline says ONNX Runtime answers it, and so do /model and the worker."""
     served = trained.served
     assert f"run {served.run_id}: registered {trained.example.model_name} version 1" in served.train_stdout
+    assert "served by onnxruntime: lean form equal to the Keras model" in served.train_stdout
+    described = served.client.get("/model").json()
+    assert (described["runtime"], described["flavor"]) == ("onnxruntime", "onnx"), described
+    assert f"version {served.version} (pinned, onnxruntime)" in served.worker_log.read_text()
 
 
 def test_predict_answers_the_notebook_models_outputs_for_its_held_out_rows(

@@ -102,6 +102,23 @@ def test_model_shows_each_named_tensor_and_each_outputs_metrics(wine: Served, co
     assert set(dtypes.values()) == {("float32", (-1, 1))} and len(dtypes) == 8, contract
 
 
+@pytest.mark.parametrize(
+    ("which", "string_input"), [("wine", "note"), ("columns", "sex")], ids=["wine", "columns"]
+)
+def test_a_model_with_a_string_input_is_served_by_tensorflow_and_says_why(
+    which: str, string_input: str, request: pytest.FixtureRequest
+) -> None:
+    """No lean form for a string input (ONNX Runtime would split and hash otherwise): the pipeline, GET /model,
+    the API's and the worker's startup lines say TensorFlow answers, and why."""
+    served: Served = request.getfixturevalue(which)
+    why = f"no lean form: string input {string_input!r}"
+    assert f"served by tensorflow: {why}" in served.train_stdout, served.train_stdout
+    described = served.client.get("/model").json()
+    assert (described["runtime"], described["flavor"]) == ("tensorflow", "keras"), described
+    assert described["runtime_reason"].startswith(why), described
+    assert f"version {served.version} (pinned, tensorflow)" in served.worker_log.read_text()
+
+
 def test_rows_by_input_name_and_as_objects_answer_the_notebooks_outputs(wine: Served) -> None:
     response = wine.client.post("/predict", json={"inputs": by_name(wine)})
     assert response.status_code == 200, response.text
