@@ -46,7 +46,7 @@ class Registry:
 @pytest.fixture(scope="module")
 def registry(champion_store: ChampionStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A copy of the champion store (version 1) with: version 2, another model of the same contract; version 3,
-    a model of 32 inputs; version 4, version 2's model with its weights file damaged."""
+    a model of 32 inputs; version 4, version 2's model with its weights files damaged (Keras's and the lean form's)."""
     from support.digits import build_model, fit, load_split, log_and_register
 
     from pipeline import tracking
@@ -80,8 +80,9 @@ def registry(champion_store: ChampionStore, tmp_path_factory: pytest.TempPathFac
         from service.models.registry import download_model
 
         shutil.copytree(download_model(client, str(second.source), folder / "download"), damaged)
-        for weights in damaged.rglob("*.keras"):
-            weights.write_bytes(b"not a keras file")
+        # Both forms: version 2's run says its lean form answers it, and a follower loads that one.
+        for weights in [*damaged.rglob("*.keras"), *damaged.rglob("*.onnx")]:
+            weights.write_bytes(b"not a model file")
         client.create_model_version(MODEL, str(damaged), run_id=second.run_id)
     finally:
         if saved is None:
