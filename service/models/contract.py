@@ -471,35 +471,34 @@ def _show(tensors: Sequence[Tensor]) -> str:
 
 def read_contract(model_dir: Path) -> ModelContract:
     """The contract of the MLflow model in `model_dir` (the folder holding `MLmodel`)."""
-    from mlflow.models import Model
+    from service.models.mlmodel import MLmodel, tensors_only
 
-    model = Model.load(str(model_dir))
-    signature = model.signature
-    if signature is None or signature.inputs is None:
+    model = MLmodel.read(model_dir)
+    if model.inputs is None:
         raise ContractError(
             f"the model in {model_dir} has no signature: log it with pipeline.notebook.log_model"
         )
-    entry = (model.metadata or {}).get(METADATA_KEY, {})
-    inputs = signature.inputs
-    columns = not inputs.is_tensor_spec()
+    entry = model.metadata.get(METADATA_KEY, {})
+    inputs = model.inputs
+    columns = not tensors_only(inputs)
     if columns:
-        types = [column.type.name for column in inputs.inputs]
+        types = [column.type for column in inputs]
         if not types or any(name not in NUMERIC_COLUMN_TYPES for name in types):
             raise ContractError(f"the model's input columns {types} are not all numeric")
         dtype = np.dtype(np.result_type(*(NUMERIC_COLUMN_TYPES[name] for name in types)))
         tensors: tuple[Tensor, ...] = (Tensor((len(types),), dtype, "inputs"),)
-        feature_names: tuple[str, ...] | None = tuple(str(name) for name in inputs.input_names())
+        feature_names: tuple[str, ...] | None = tuple(str(column.name) for column in inputs)
     else:
-        tensors = _canonical(tuple(_tensor(spec, "inputs") for spec in inputs.inputs), "inputs")
+        tensors = _canonical(tuple(_tensor(spec, "inputs") for spec in inputs), "inputs")
         feature_names = tuple(entry["feature_names"]) if entry.get("feature_names") else None
-    return ModelContract(tensors, _outputs(signature.outputs, entry), feature_names, columns)
+    return ModelContract(tensors, _outputs(model.outputs, entry), feature_names, columns)
 
 
 def _tensor(spec: Any, default_name: str) -> Tensor:
     shape = tuple(int(d) for d in spec.shape)
     if shape[:1] != (-1,):
         raise ContractError(f"tensor {spec.name!r} of shape {list(shape)} has no batch dimension first")
-    dtype = np.dtype(spec.type)
+    dtype = np.dtype(spec.dtype)
     return Tensor(shape[1:], STRING if dtype.kind in "OUS" else dtype, spec.name or default_name)
 
 
@@ -515,12 +514,14 @@ def _canonical(tensors: tuple[Tensor, ...], name: str) -> tuple[Tensor, ...]:
 
 
 def _outputs(outputs: Any, entry: dict[str, Any]) -> tuple[Output, ...]:
-    if outputs is None or not outputs.inputs:
+    from service.models.mlmodel import tensors_only
+
+    if not outputs:
         raise ContractError("the model's signature has no outputs: log it with pipeline.notebook.log_model")
-    if not outputs.is_tensor_spec():
-        tensors: tuple[Tensor, ...] = (Tensor((len(outputs.inputs),), np.dtype(np.float64), "outputs"),)
+    if not tensors_only(outputs):
+        tensors: tuple[Tensor, ...] = (Tensor((len(outputs),), np.dtype(np.float64), "outputs"),)
     else:
-        tensors = _canonical(tuple(_tensor(spec, "outputs") for spec in outputs.inputs), "outputs")
+        tensors = _canonical(tuple(_tensor(spec, "outputs") for spec in outputs), "outputs")
     described = entry.get("outputs")
     if described is None:  # logged before outputs were named: one entry for the one output
         described = {tensors[0].name: entry} if entry else {}

@@ -39,9 +39,9 @@ def tensorflow_installed() -> bool:
 
 def lean_entry(model_dir: Path) -> dict[str, Any]:
     """What logging recorded of the model's lean form: its file, or why there is none."""
-    from mlflow.models import Model
+    from service.models.mlmodel import MLmodel
 
-    entry = (Model.load(str(model_dir)).metadata or {}).get(LEAN_KEY)
+    entry = MLmodel.read(model_dir).metadata.get(LEAN_KEY)
     return entry if isinstance(entry, dict) else {"not_converted": "logged without a lean form"}
 
 

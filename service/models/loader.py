@@ -28,6 +28,7 @@ from service.models.lean import (
     onnx_predict,
     tensorflow_installed,
 )
+from service.models.mlmodel import MLmodel
 from service.models.quiet import quiet, quiet_keras
 
 Predict = Callable[[Rows], Outputs]
@@ -73,11 +74,8 @@ def load_model_dir(
     `runtime` is the version's verdict (service.models.lean): ONNX_RUNTIME loads its lean form, and TensorFlow is
     not imported; otherwise a Keras model is served by its TensorFlow graph, where TensorFlow is installed."""
     quiet()
-    from mlflow.models import Model
-
     contract = read_contract(model_dir)
-    flavors = Model.load(str(model_dir)).flavors
-    keras = flavors.get("keras")
+    keras = MLmodel.read(model_dir).flavors.get("keras")
     if runtime == ONNX_RUNTIME and (model_dir / LEAN_FILE).is_file():
         flavor, predict = "onnx", onnx_predict(model_dir, contract, intra_op_threads)
     elif keras is not None and keras.get("keras_backend", "tensorflow") == "tensorflow":

@@ -32,7 +32,7 @@ RUNTIMES = ("tensorflow", "auto")  # SERVE_RUNTIME: TensorFlow for every version
 SHOWN = {"tensorflow": "TensorFlow", "auto": "ONNX Runtime (lean form)"}
 CONCURRENCY = 64
 JOB_WORKER_PROBE = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 import pika, pymongo  # what the worker imports besides the model
 import service.jobs.worker  # noqa: F401
@@ -43,7 +43,8 @@ deadline, calls = time.monotonic() + 2, 0
 while time.monotonic() < deadline:
     model.predict(rows)
     calls += 1
-print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "runtime": model.runtime,
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"rss_mb": peak / 1024, "runtime": model.runtime, "mlflow": "mlflow" in sys.modules,
                   "tensorflow": "tensorflow" in sys.modules, "calls": calls}))
 """
 

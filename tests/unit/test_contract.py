@@ -216,3 +216,43 @@ def test_a_follower_whose_poll_failed_tries_again_soon_not_at_its_next_poll() ->
     source.start(interval_s=3600)
     assert done.wait(timeout=60), f"{len(calls)} polls"
     assert calls[2] - calls[1] > calls[1] - calls[0] > 0  # backing off: 1 s, then 2 s
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        {"inputs": [("pixels", "float32", (-1, 64))], "outputs": [("probabilities", "float32", (-1, 10))]},
+        {"inputs": [("note", "str", (-1,)), ("x", "int64", (-1, 3))], "outputs": [("y", "float32", (-1, 1))]},
+        {"columns": [("age", "double"), ("bmi", "float"), ("n", "long"), ("k", "integer")]},
+    ],
+    ids=["tensor", "tensors-with-a-string", "columns"],
+)
+def test_the_mlmodel_reader_reads_the_signature_as_mlflow_does(signature: dict, tmp_path) -> None:
+    """service.models.mlmodel reads MLmodel without MLflow: it finds what mlflow.models.Model.load finds."""
+    from mlflow.models import Model, ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    from service.models.mlmodel import MLmodel, tensors_only
+
+    def tensors(entries: list) -> Schema:
+        return Schema([TensorSpec(np.dtype(dtype), shape, name=name) for name, dtype, shape in entries])
+
+    if "columns" in signature:
+        logged = ModelSignature(
+            inputs=Schema([ColSpec(kind, name) for name, kind in signature["columns"]]),
+            outputs=Schema([ColSpec("double", "y")]),
+        )
+    else:
+        logged = ModelSignature(inputs=tensors(signature["inputs"]), outputs=tensors(signature["outputs"]))
+    Model(signature=logged, metadata={"nbship": {"task": "regression"}}, flavors={"keras": {"a": 1}}).save(
+        tmp_path / "MLmodel"
+    )
+    ours, theirs = MLmodel.read(tmp_path), Model.load(str(tmp_path))
+    assert (ours.flavors, ours.metadata) == (theirs.flavors, theirs.metadata)
+    for mine, schema in ((ours.inputs, theirs.signature.inputs), (ours.outputs, theirs.signature.outputs)):
+        assert mine is not None and tensors_only(mine) == schema.is_tensor_spec()
+        assert [spec.name for spec in mine] == schema.input_names()
+        if schema.is_tensor_spec():
+            assert [(np.dtype(s.dtype), s.shape) for s in mine] == [(t.type, t.shape) for t in schema.inputs]
+        else:
+            assert [s.type for s in mine] == [c.type.name for c in schema.inputs]
