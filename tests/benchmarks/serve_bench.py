@@ -164,6 +164,7 @@ def heavy(base: dict[str, str], store: Path) -> Subject:
     import keras
     import mlflow
     import numpy as np
+    from support.checked import runtime_tags
 
     from pipeline import notebook, registry, tracking
     from pipeline.lineage import MODEL_URI_TAG
@@ -195,8 +196,11 @@ def heavy(base: dict[str, str], store: Path) -> Subject:
         labels = np.arange(50) % 10  # random weights: the scores mean nothing
         notebook.log_model(model, task="classification", x_test=rows, y_test=labels)
     uri = client.get_run(run.info.run_id).data.tags[MODEL_URI_TAG]
+    runtime = runtime_tags(
+        client, run.info.run_id, uri
+    )  # as the pipeline would: its lean form, if it has one
     version = registry.register(
-        client, HEAVY_NAME, uri, run.info.run_id, {}, "tests/benchmarks/serve_bench.py"
+        client, HEAVY_NAME, uri, run.info.run_id, runtime, "tests/benchmarks/serve_bench.py"
     )
     registry.promote(client, HEAVY_NAME, settings.champion_alias, str(version.version))
     os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -72,14 +72,10 @@ def log_and_register(
     """Log `model` with `split`'s held-out rows as a notebook does (pipeline.notebook.log_model), in a run of its
     own on `settings`' store, check it as the pipeline does (service.models.check, here in this process) and
     register it as a new version of `settings.model_name`, tagged with the runtime the check chose."""
-    import tempfile
-    from pathlib import Path
-
     import mlflow
 
-    from pipeline import evaluation, lineage, notebook, registry, tracking
-    from service.models.check import check
-    from service.models.registry import download_model
+    from pipeline import lineage, notebook, registry, tracking
+    from support.checked import runtime_tags
 
     with mlflow.start_run(experiment_id=tracking.experiment_id(client, settings)) as run:
         if tags:
@@ -88,13 +84,7 @@ def log_and_register(
             model, task="classification", x_test=split.x_test, y_test=split.y_test, class_names=CLASS_NAMES
         )
     uri = client.get_run(run.info.run_id).data.tags[lineage.MODEL_URI_TAG]
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = evaluation.held_out_rows(client, run.info.run_id, Path(tmp))
-        verdict = check(download_model(client, uri, Path(tmp) / "model"), rows)
-    assert verdict.problem is None, verdict.problem
-    runtime = evaluation.runtime_tags(verdict)
-    for key, value in runtime.items():
-        client.set_tag(run.info.run_id, key, value)
+    runtime = runtime_tags(client, run.info.run_id, uri)
     return registry.register(
         client, settings.model_name, uri, run.info.run_id, runtime, "tests/support/digits.py"
     )
