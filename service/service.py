@@ -1,5 +1,6 @@
 """The prediction service: `POST /predict` with adaptive batching, `GET /model`, the job API (`POST /jobs`,
 `GET /jobs/{id}`, service/jobs/api.py), the Open Inference Protocol at `/v2` (service/http/open_inference.py),
+labels of answered rows (`POST /feedback`, service/evidence/feedback.py),
 MLflow's alias webhook (`POST /hooks/mlflow`) and BentoML's own routes (`/livez`, `/readyz`, `/metrics`, the
 OpenAPI page at `/` and `/docs.json`).
 
@@ -22,6 +23,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from service.evidence import feedback as feedback_route
+from service.evidence.records import Recorder
 from service.http.access import LimitBody, RequireKey
 from service.http.content_type import RequireJson
 from service.http.docs_page import DocsPage
@@ -29,6 +32,7 @@ from service.http.error_rewrite import JsonErrors
 from service.http.error_shape import error_document
 from service.http.open_inference import PREFIX, inference_app
 from service.http.open_inference import serve as serve_inference
+from service.http.request_ids import RequestIds
 from service.http.rows import RowRules
 from service.http.schemas import answer_model, answer_of, request_model
 from service.jobs.api import BarePath, served_jobs_app
@@ -86,6 +90,8 @@ JobRequest = request_model("JobRequest", RowRules(_contract, settings.max_rows_p
 jobs = served_jobs_app(_open_jobs, JobRequest)
 # The Open Inference Protocol (KServe, Triton clients): the same validation and batching as /predict.
 inference = inference_app(settings.max_rows, platform="tensorflow_keras")
+# Labels of answered rows, by request id (service/evidence/feedback.py).
+feedback = feedback_route.feedback_app(settings)
 
 
 @bentoml.service(
@@ -97,6 +103,7 @@ inference = inference_app(settings.max_rows, platform="tensorflow_keras")
     tracing=settings.tracing_config,
 )
 @bentoml.asgi_app(jobs, path="/jobs")
+@bentoml.asgi_app(feedback, path="/feedback")
 @bentoml.asgi_app(inference, path=PREFIX)
 @bentoml.asgi_app(routes, path="/")
 class PredictionService:
@@ -123,14 +130,18 @@ class PredictionService:
         self.models = model_source(
             packaged, self.source, lineage.model_dump(exclude_none=True), prometheus_reporter()
         )
+        # Each answer recorded off the client's path (service/evidence/records.py); labels join them by id.
+        self.recorder = Recorder(settings) if settings.evidence else None
         self.predictions = Predictions(
             self.models,
             ModelCalls(settings.inline_predict_ms / 1000),  # on the event loop, or in a thread
             batching=settings.batching,
             max_batch_size=settings.max_batch_size,
             max_latency_ms=settings.max_latency_ms,
+            recorder=self.recorder,
         )
         serve_inference(inference, lambda: self.models.current, self.predictions)
+        feedback_route.serve(feedback, lambda: self.models.current.contract)
         # The address is in BentoML's own line just before (the command line's --port wins over PORT).
         log.info(
             "API worker %d: %s version %s (%s, %s, %s)",
@@ -182,10 +193,12 @@ class PredictionService:
 # then the body limit: a caller without a key gets a 401 before anything is read. (`bentoml.service` makes the
 # class a Service; its typing shows the class.)
 _outer = cast(bentoml.Service[Any], PredictionService)
+_outer.add_asgi_middleware(RequestIds)  # every answer, errors included, says its X-Request-ID
 _outer.add_asgi_middleware(JsonErrors, protocol_prefix=PREFIX + "/")
 _outer.add_asgi_middleware(BarePath, prefix="/jobs")
+_outer.add_asgi_middleware(BarePath, prefix="/feedback")
 _outer.add_asgi_middleware(BarePath, prefix=PREFIX)
-_outer.add_asgi_middleware(RequireJson, paths=("/predict", "/jobs"))
+_outer.add_asgi_middleware(RequireJson, paths=("/predict", "/jobs", "/feedback"))
 _outer.add_asgi_middleware(  # `/`, `/docs`, `/docs.json`
     DocsPage,
     served=lambda: lineage_of(champion.stored),

@@ -234,7 +234,37 @@ class JobSettings(Settings):
         return f"{self.job_queue}.dead"
 
 
-class WorkerSettings(JobSettings, SourceSettings):
+class EvidenceSettings(JobSettings):
+    """Records of answered requests and jobs (service/evidence): kept in the job store's MongoDB, off the
+    client's path; labels sent to `POST /feedback` beside them."""
+
+    evidence: bool = Field(
+        default=True,
+        description="Record each answered request and job (id, time, version, latency, outputs) in the job store.",
+    )
+    evidence_sample: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of records that keep their input rows too (for drift), decided by a hash of the id.",
+    )
+    evidence_buffer: int = Field(
+        default=10_000,
+        ge=1,
+        description="Records a process holds for the store at most; more (the store slow or down) are dropped and "
+        "counted, never an answer slowed.",
+    )
+    evidence_group: int = Field(default=500, ge=1, description="Records written in one insert, at most.")
+    evidence_flush_ms: float = Field(
+        default=500.0, gt=0.0, description="Longest a record waits in its process before it is written."
+    )
+    evidence_retention_s: int = Field(
+        default=30 * 24 * 3600, ge=60, description="TTL of records and labels in the store."
+    )
+    max_labels: int = Field(default=1000, ge=1, description="Most labels in one `POST /feedback`.")
+
+
+class WorkerSettings(EvidenceSettings, SourceSettings):
     """The job worker (`python -m service.jobs.worker`)."""
 
     summary_interval_s: float = Field(
@@ -292,7 +322,7 @@ def parse_api_keys(value: Any) -> tuple[ApiKey, ...]:
     return tuple(keys)
 
 
-class ServiceSettings(JobSettings, SourceSettings):
+class ServiceSettings(EvidenceSettings, SourceSettings):
     """The API (`service/service.py`): HTTP, batching, access; the job layer it submits to; which model answers."""
 
     batching: bool = Field(

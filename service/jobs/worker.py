@@ -23,6 +23,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError
 
+from service.evidence.records import Call, Recorder
 from service.jobs.metrics import JobMetrics
 from service.jobs.queue import (
     BrokerUnavailable,
@@ -81,10 +82,12 @@ class Worker:
         models: ModelSource[Any] | Predictor,
         metrics: JobMetrics,
         stop: threading.Event | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         """`models`: the source that says which model answers (service.models.source, as for the API), or one
-        fixed model."""
+        fixed model; `recorder`: where each finished job is recorded (service/evidence/records.py)."""
         self._settings = settings
+        self._recorder = recorder
         self._store = store
         self._models: ModelSource[Any] = models if isinstance(models, ModelSource) else ModelSource(models)
         self._metrics = metrics
@@ -146,10 +149,12 @@ class Worker:
         job_ids = [delivery.message.job_id for delivery in batch if delivery.message]
         claimed = self._store.claim(sorted(set(job_ids))) if job_ids else []
         model = self._models.current  # once: the whole batch is answered by one version, and says which
-        outcomes, failures = self._predict(claimed, model)
+        outcomes, failures, calls = self._predict(claimed, model)
         written = self._store.succeed(outcomes, {"name": model.name, "version": model.version})
         for outcome in outcomes:
             self._metrics.done("succeeded", outcome.job.created_at)
+        if self._recorder is not None and written == len(outcomes):
+            self._record(outcomes, calls)
         for failure in failures:
             self._give_back(failure)
         # A result that did not land lost its claim: to a worker that took over an expired lease (whose own
@@ -166,28 +171,48 @@ class Worker:
             else:
                 channel.basic_ack(delivery.tag)
 
-    def _predict(self, claimed: list[ClaimedJob], model: Predictor) -> tuple[list[Outcome], list[Failure]]:
+    def _predict(
+        self, claimed: list[ClaimedJob], model: Predictor
+    ) -> tuple[list[Outcome], list[Failure], list[tuple[Call, int]]]:
+        """Each job's outcome or failure, and for each outcome the model call that answered it (and which of
+        the call's jobs it was)."""
         if not claimed:
-            return [], []
+            return [], [], []
         contract = model.contract
         try:
             outputs = self._checked_predict(join_rows([job.rows for job in claimed]), model)
         except Exception as exc:
             if len(claimed) == 1:
-                return [], [Failure(claimed[0], f"{type(exc).__name__}: {exc}")]
+                return [], [Failure(claimed[0], f"{type(exc).__name__}: {exc}")], []
             # One bad job must not fail its batch: find it by predicting each job alone.
             outcomes: list[Outcome] = []
             failures: list[Failure] = []
+            calls: list[tuple[Call, int]] = []
             for job in claimed:
-                done, failed = self._predict([job], model)
+                done, failed, called = self._predict([job], model)
                 outcomes += done
                 failures += failed
-            return outcomes, failures
-        answers = contract.answers(outputs, [rows_in(job.rows) for job in claimed])
-        return [
-            Outcome(job, answer)  # what /predict answers for the same rows
-            for job, answer in zip(claimed, answers, strict=True)
-        ], []
+                calls += called
+            return outcomes, failures, calls
+        counts = [rows_in(job.rows) for job in claimed]
+        answers = contract.answers(outputs, counts)
+        call = Call(model, outputs, counts)
+        return (
+            [
+                Outcome(job, answer) for job, answer in zip(claimed, answers, strict=True)
+            ],  # as /predict answers
+            [],
+            [(call, i) for i in range(len(claimed))],
+        )
+
+    def _record(self, outcomes: list[Outcome], calls: list[tuple[Call, int]]) -> None:
+        """Each job under its id; its latency from submission to result."""
+        assert self._recorder is not None
+        now = time.time()
+        for outcome, (call, i) in zip(outcomes, calls, strict=True):
+            job = outcome.job
+            latency = max(0.0, now - job.created_at.timestamp())
+            self._recorder.add(job.id, "job", call, i, job.rows, latency)
 
     @staticmethod
     def _checked_predict(rows: Rows, model: Predictor) -> Outputs:
@@ -269,7 +294,8 @@ def run(settings: WorkerSettings, models: ModelSource[Any]) -> int:
     from service.jobs.worker_log import SummarizingMetrics, startup_line
 
     metrics = SummarizingMetrics(settings.summary_interval_s, log)
-    worker = Worker(settings, connect_store(settings), models, metrics)
+    recorder = Recorder(settings) if settings.evidence else None
+    worker = Worker(settings, connect_store(settings), models, metrics, recorder=recorder)
     current = models.current
     runtime = getattr(current, "runtime", None)  # a LoadedModel's; a test's stand-in model has none
     log.info(startup_line(current.name, current.version, models.status.mode, settings, runtime))
@@ -280,6 +306,8 @@ def run(settings: WorkerSettings, models: ModelSource[Any]) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop.set())
     worker.run()
+    if recorder is not None:
+        recorder.close()
     return 0
 
 

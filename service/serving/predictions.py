@@ -4,16 +4,20 @@ Open Inference Protocol's `infer` both call, so that both go through the same ba
 A batch takes the current version once (a follower may swap it meanwhile), so every request of the batch is
 answered by one version, and says which. Off (BATCHING=false), each request is one model call of its own. What a
 request gets back is cut from the batch's: its outputs (`infer`), or its answer (`/predict`), built once a batch.
+With a recorder (service/evidence/records.py), each answered request is recorded under its `X-Request-ID`.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from bentoml.exceptions import ServiceUnavailable
 
+from service.evidence.records import Recorder
+from service.http.request_ids import request_id
 from service.models.contract import Outputs, Rows, join_rows, rows_in, split_outputs
 from service.models.source import Model, ModelSource
 from service.serving.dispatcher import BatchDispatcher
@@ -32,9 +36,11 @@ class Predictions:
         batching: bool,
         max_batch_size: int,
         max_latency_ms: float,
+        recorder: Recorder | None = None,
     ) -> None:
         self._models = models
         self._calls = calls
+        self._recorder = recorder
         self._batches = _batches_counter()
         self._submit = (
             BatchDispatcher(max_latency_ms, max_batch_size, fallback=_overloaded, get_batch_size=rows_in)(
@@ -46,18 +52,23 @@ class Predictions:
 
     async def __call__(self, rows: Rows) -> Answered:
         """The outputs for `rows`, and the version that answered them."""
-        batch, i = await self._predicted(rows)
+        batch, i = await self._predicted(rows, "infer")
         return batch.model, batch.outputs_each[i]
 
     async def answer(self, rows: Rows) -> tuple[Model, dict[str, Any]]:
         """The answer for `rows` as /predict gives it (ModelContract.answer), and the version that answered."""
-        batch, i = await self._predicted(rows)
+        batch, i = await self._predicted(rows, "predict")
         return batch.model, batch.answers[i]
 
-    async def _predicted(self, rows: Rows) -> tuple[Batch, int]:
+    async def _predicted(self, rows: Rows, kind: str) -> tuple[Batch, int]:
+        started = time.perf_counter()
         if self._submit is None:
-            return (await self._predict_batch([rows]))[0]
-        predicted: tuple[Batch, int] = await self._submit(rows)
+            predicted = (await self._predict_batch([rows]))[0]
+        else:
+            predicted = await self._submit(rows)
+        if self._recorder is not None:
+            batch, i = predicted
+            self._recorder.add(request_id(), kind, batch, i, rows, time.perf_counter() - started)
         return predicted
 
     async def _predict_batch(self, requests: Sequence[Rows]) -> list[tuple[Batch, int]]:

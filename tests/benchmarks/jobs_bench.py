@@ -56,8 +56,9 @@ from support.job_servers import ensure_broker, fresh_job_settings, nx_server, se
 from support.processes import descendants, free_port, http_ok, running, wait_until
 
 from service.jobs.queue import JobMessage, connection_parameters, declare_queues
-from service.jobs.store import JobStore, connect_store, decode_rows
+from service.jobs.store import JobStore, connect_store
 from service.models.contract import conform_rows
+from service.models.row_bytes import decode_rows
 from service.settings import JobSettings
 
 CASES = ("job workers", "classic workers (tutorial)", "Celery")

@@ -17,6 +17,7 @@ from support.job_servers import settings_env
 from support.models import DIGITS_LIKE
 from support.processes import wait_until
 
+from service.evidence.records import Recorder
 from service.jobs.metrics import JobMetrics
 from service.jobs.store import JobStore, connect_store
 from service.jobs.submit import JobSubmitter, submitting
@@ -79,10 +80,12 @@ def start_worker(job_settings: JobSettings) -> Iterator[StartWorker]:
     """Workers in threads, each with its own connections; all stopped (batch in hand finished) at teardown."""
     started: list[tuple[Worker, threading.Thread, JobStore]] = []
 
-    def start(predictor: Predictor, settings: JobSettings | None = None) -> Worker:
+    def start(
+        predictor: Predictor, settings: JobSettings | None = None, recorder: Recorder | None = None
+    ) -> Worker:
         settings = settings or job_settings
         store = connect_store(settings)
-        worker = Worker(settings, store, predictor, JobMetrics(CollectorRegistry()))
+        worker = Worker(settings, store, predictor, JobMetrics(CollectorRegistry()), recorder=recorder)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         started.append((worker, thread, store))

@@ -105,7 +105,7 @@ def test_one_bad_job_does_not_fail_its_batch() -> None:
     worker = Worker(JobSettings(_env_file=None), store=None, models=Model(), metrics=metrics)  # type: ignore[arg-type]
     # "c" was stored before inputs were named: its rows are the model's only input all the same.
     jobs = [claimed("a", 2, 1), claimed("b", 1, -1), claimed("c", 3, 1, name="")]
-    outcomes, failures = worker._predict(jobs, Model())
+    outcomes, failures, _ = worker._predict(jobs, Model())
     assert [(o.job.id, len(o.result["probabilities"])) for o in outcomes] == [("a", 2), ("c", 3)]
     assert outcomes[0].result["predictions"] == [0, 0]
     assert [(f.job.id, f.error) for f in failures] == [("b", "ValueError: negative pixel")]

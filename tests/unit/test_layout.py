@@ -20,6 +20,7 @@ LAYERS = (
     "service.models",
     "service.settings",
     "service.http",
+    "service.evidence",
     "service.serving",
     "service.jobs",
     "service.service",

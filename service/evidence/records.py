@@ -1,0 +1,306 @@
+"""A record of every answered request and job, written to the job store's MongoDB off the client's path.
+
+A record: the request's id (`X-Request-ID`, or the job's id), the time, what asked (`predict`, `infer`, `job`),
+the model name and version that answered, the latency, the number of rows and each output's answer in short
+(classifiers: the class and its probability, the confidence; multi-label: the classes on and the confidence;
+regressions: the values). A sample of records (EVIDENCE_SAMPLE, decided by a hash of the id, so a retry with
+the same id is decided alike) keeps the input rows too, encoded as the job store encodes a job's.
+
+The client's path only appends to a bounded buffer (a deque append). A thread of its own builds the documents
+and writes them in groups (one unordered `insert_many`, acknowledged, not journaled: a record lost in a crash
+is evidence lost, not an answer). A full buffer, or a store that is down or refuses a group, drops records:
+they are counted per version on `/metrics` (`nbship_evidence_records_total{outcome="dropped"}`) and, once the
+store answers again, added to the version's tally in the store, so that a report across every process says
+how many are missing. A warning is logged once per outage, not per record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+from pymongo import ASCENDING, MongoClient, UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import PyMongoError
+
+from service.models.contract import ModelContract, Output, Outputs, Rows
+from service.models.row_bytes import encode_rows
+from service.settings import EvidenceSettings
+
+log = logging.getLogger(__name__)
+RECORDS = "requests"
+LABELS = "labels"
+TALLIES = "evidence_tallies"
+OUTCOMES = ("logged", "sampled", "dropped")  # on /metrics: written, written with inputs, lost
+
+
+class Answerer(Protocol):
+    """The version that answered (service.models.source.Model)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def contract(self) -> ModelContract: ...
+
+
+class Answered(Protocol):
+    """One model call's outputs and the rows each request or job of it had (service.serving.predictions.Batch)."""
+
+    @property
+    def model(self) -> Answerer: ...
+
+    @property
+    def outputs(self) -> Outputs: ...
+
+    @property
+    def counts(self) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class Call:
+    """An `Answered` of the job worker's: a micro-batch's outputs and each job's rows."""
+
+    model: Answerer
+    outputs: Outputs
+    counts: list[int]
+
+
+@dataclass(frozen=True)
+class _Pending:
+    ident: str
+    at: float  # epoch seconds
+    kind: str
+    answered: Answered
+    index: int  # which request of the call
+    rows: Rows
+    latency_s: float
+
+
+def sampled(ident: str, share: float) -> bool:
+    """Whether the record of `ident` keeps its inputs: the same answer for the same id, in every process."""
+    if share >= 1.0:
+        return True
+    digest = hashlib.blake2b(ident.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < share * 2**64
+
+
+def summary(output: Output, values: np.ndarray) -> dict[str, list[Any]]:
+    """An output's answer in short, one entry a row (each list as long as `values`)."""
+    if output.task == "regression":
+        return {"value": np.asarray(values, dtype=np.float64).tolist()}
+    probabilities = output.probabilities(values)
+    if output.task == "multilabel":
+        on = np.asarray(values) >= output.threshold
+        confidence = np.abs(np.asarray(values, dtype=np.float64) - 0.5).mean(axis=1) * 2
+        return {"labels": [np.flatnonzero(row).tolist() for row in on], "confidence": confidence.tolist()}
+    classes = probabilities.argmax(axis=1)
+    return {"class": classes.tolist(), "confidence": probabilities.max(axis=1).tolist()}
+
+
+class Recorder:
+    """Records answers of one process; `add` is all the client's path pays."""
+
+    def __init__(
+        self,
+        settings: EvidenceSettings,
+        client: MongoClient | None = None,
+        registry: Any = None,
+    ) -> None:
+        self._settings = settings
+        self._buffer: deque[_Pending] = deque()
+        self._capacity = settings.evidence_buffer
+        self._group = settings.evidence_group
+        self._flush_s = settings.evidence_flush_ms / 1000
+        self._dropped_here: Counter[tuple[str, str]] = Counter()  # on the client's path, by version
+        self._lock = threading.Lock()  # the writer's counts against `add`'s drop count
+        self._untallied: Counter[tuple[str, str]] = Counter()  # dropped, not yet added to the store's tally
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._outage = False
+        self._indexed = False
+        self._metric = _records_counter(registry)
+        self._client = client or store_client(settings)
+        database = self._client.get_database(settings.mongo_database)
+        self._records: Collection = database.get_collection(RECORDS)
+        self._tallies: Collection = database.get_collection(TALLIES)
+        self._thread = threading.Thread(target=self._run, name="evidence-writer", daemon=True)
+        self._thread.start()
+
+    def add(
+        self, ident: str, kind: str, answered: Answered, index: int, rows: Rows, latency_s: float
+    ) -> None:
+        """Record request `index` of the call `answered` (its `rows`, answered in `latency_s`)."""
+        if len(self._buffer) >= self._capacity:
+            model = answered.model
+            with self._lock:
+                self._dropped_here[(model.name, model.version)] += 1
+            return
+        self._buffer.append(_Pending(ident, time.time(), kind, answered, index, rows, latency_s))
+        if len(self._buffer) >= self._group:
+            self._wake.set()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is buffered (for at most `timeout_s`), then stop."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+        self._client.close()
+
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            if not self._buffer:
+                if stopping:
+                    return
+                self._wake.wait(self._flush_s)
+                self._wake.clear()
+                continue
+            if len(self._buffer) < self._group and not stopping:
+                self._wake.wait(self._flush_s)  # let a group fill, up to the flush interval
+                self._wake.clear()
+            try:
+                self._write(self._take())
+            except Exception:  # never let the writer die: what it held is counted as dropped
+                log.exception("evidence writer: unexpected error")
+
+    def _take(self) -> list[_Pending]:
+        taken: list[_Pending] = []
+        while self._buffer and len(taken) < self._group:
+            taken.append(self._buffer.popleft())
+        return taken
+
+    def _write(self, pending: list[_Pending]) -> None:
+        documents, versions, with_inputs = self._documents(pending)
+        with self._lock:
+            dropped, self._dropped_here = self._dropped_here, Counter()
+        self._untallied.update(dropped)
+        self._count("dropped", dropped)
+        try:
+            self._ensure_indexes()
+            self._records.insert_many(documents, ordered=False)
+            if self._untallied:
+                self._tallies.bulk_write(
+                    [
+                        UpdateOne({"_id": f"{name}/{version}"}, {"$inc": {"dropped": n}}, upsert=True)
+                        for (name, version), n in self._untallied.items()
+                    ],
+                    ordered=False,
+                )
+                self._untallied.clear()
+        except PyMongoError as exc:
+            self._untallied.update(versions)
+            self._count("dropped", versions)
+            if not self._outage:
+                log.warning("evidence store unavailable, dropping records until it answers: %s", _short(exc))
+            self._outage = True
+            return
+        if self._outage:
+            log.warning("evidence store answers again")
+        self._outage = False
+        self._count("logged", versions)
+        self._count("sampled", with_inputs)
+
+    def _documents(
+        self, pending: Sequence[_Pending]
+    ) -> tuple[list[dict[str, Any]], Counter[tuple[str, str]], Counter[tuple[str, str]]]:
+        share = self._settings.evidence_sample
+        summaries: dict[int, tuple[dict[str, dict[str, list[Any]]], list[int]]] = {}
+        documents = []
+        versions: Counter[tuple[str, str]] = Counter()
+        with_inputs: Counter[tuple[str, str]] = Counter()
+        for item in pending:
+            answered = item.answered
+            model = answered.model
+            key = id(answered)
+            if key not in summaries:  # each call's outputs summed up once, for all its requests
+                contract = model.contract
+                outputs = {
+                    output.name: summary(output, answered.outputs[output.name]) for output in contract.outputs
+                }
+                starts = [0, *np.cumsum(answered.counts).tolist()]
+                summaries[key] = (outputs, starts)
+            outputs, starts = summaries[key]
+            start, end = starts[item.index], starts[item.index + 1]
+            document: dict[str, Any] = {
+                "request_id": item.ident,
+                "at": datetime.fromtimestamp(item.at, UTC),
+                "kind": item.kind,
+                "model": model.name,
+                "version": model.version,
+                "latency_ms": round(item.latency_s * 1000, 3),
+                "n_rows": end - start,
+                "outputs": {
+                    name: {part: values[start:end] for part, values in parts.items()}
+                    for name, parts in outputs.items()
+                },
+            }
+            version = (model.name, model.version)
+            if sampled(item.ident, share):
+                document["inputs"] = encode_rows(item.rows)
+                with_inputs[version] += 1
+            versions[version] += 1
+            documents.append(document)
+        return documents, versions, with_inputs
+
+    def _ensure_indexes(self) -> None:
+        if self._indexed:
+            return
+        self._records.create_index([("model", ASCENDING), ("version", ASCENDING), ("at", ASCENDING)])
+        self._records.create_index("request_id")
+        self._records.create_index("at", expireAfterSeconds=self._settings.evidence_retention_s)
+        self._indexed = True
+
+    def _count(self, outcome: str, counts: Counter[tuple[str, str]]) -> None:
+        for (name, version), n in counts.items():
+            self._metric.labels(name, version, outcome).inc(n)
+
+
+def store_client(settings: EvidenceSettings) -> MongoClient:
+    timeout = settings.mongo_timeout_ms
+    return MongoClient(
+        settings.mongo_url,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout,
+        connectTimeoutMS=timeout,
+        socketTimeoutMS=max(timeout, 10_000),
+    )
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+_counters: dict[int, Any] = {}
+
+
+def _records_counter(registry: Any) -> Any:
+    """One counter per registry (prometheus_client's default one in a served process)."""
+    from prometheus_client import REGISTRY
+    from prometheus_client import Counter as Metric
+
+    registry = registry or REGISTRY
+    if id(registry) not in _counters:
+        _counters[id(registry)] = Metric(
+            "nbship_evidence_records",
+            "Records of answered requests and jobs: logged (written), sampled (written with their inputs), "
+            "dropped (buffer full or store down).",
+            ["model", "version", "outcome"],
+            registry=registry,
+        )
+    return _counters[id(registry)]
