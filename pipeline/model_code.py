@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from service.evidence import reference as evidence_reference
 from service.models.contract import ContractError, ModelContract
 from service.models.lean import LEAN_KEY
 from service.models.loader import CODE_KEY
@@ -125,11 +126,13 @@ def _save(
     mlflow_model: Any = None,
     code: Sequence[Path] = (),
     contract: ModelContract | None = None,
+    reference: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
     """`mlflow.keras.save_model`, then the model's modules copied into its code folder, named in the flavors (the
-    key MLflow's other flavors use: mlflow.keras.log_model takes no code, MLflow 3.17), and its lean form
-    (pipeline/lean.py) with what was made of it in the model's metadata."""
+    key MLflow's other flavors use: mlflow.keras.log_model takes no code, MLflow 3.17), its lean form
+    (pipeline/lean.py) with what was made of it in the model's metadata, and its held-out reference
+    (service/evidence/reference.py)."""
     import mlflow.keras
 
     from pipeline import lean
@@ -150,18 +153,32 @@ def _save(
             **(mlflow_model.metadata or {}),
             LEAN_KEY: lean.convert(kwargs["model"], contract, Path(path)),
         }
+    if reference is not None:
+        evidence_reference.save(reference, Path(path))
     mlflow_model.save(os.path.join(path, "MLmodel"))
 
 
 def log_keras_with_code(
-    model: Any, name: str, code: Sequence[Path], contract: ModelContract | None = None, **kwargs: Any
+    model: Any,
+    name: str,
+    code: Sequence[Path],
+    contract: ModelContract | None = None,
+    reference: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> Any:
-    """Like mlflow.keras.log_model, shipping `code` with the model and, given its contract, its lean form; returns
-    MLflow's ModelInfo."""
+    """Like mlflow.keras.log_model, shipping `code` with the model and, given its contract, its lean form, and its
+    held-out reference; returns MLflow's ModelInfo."""
     from mlflow.models import Model
 
     flavor = types.ModuleType("mlflow.keras")  # Model.log names the flavor after the module's name
     flavor.save_model = _save  # type: ignore[attr-defined]
     return Model.log(
-        None, name=name, flavor=flavor, model=model, code=list(code), contract=contract, **kwargs
+        None,
+        name=name,
+        flavor=flavor,
+        model=model,
+        code=list(code),
+        contract=contract,
+        reference=reference,
+        **kwargs,
     )

@@ -36,6 +36,7 @@ from pipeline import plots
 from pipeline.keras_contract import PerOutput, contract_of, feed, rows_of
 from pipeline.lineage import DATA_SHA_TAG, INVOCATION_ENV, INVOCATION_TAG, MODEL_URI_TAG, TASK_TAG
 from pipeline.model_code import log_keras_with_code, modules_to_ship
+from service.evidence import reference
 from service.models import metrics
 from service.models.contract import STRING, ContractError, ModelContract, Output, Task, rows_in, show_shape
 from service.models.quiet import quiet, quiet_keras
@@ -129,11 +130,14 @@ def log_model(
     scores = metrics.score(contract, outputs, targets)
     mlflow.log_metrics(scores)
     _log_evaluation(contract, HeldOut(rows, targets, outputs))
+    # What the version's inputs and answers look like on these rows: live rows are compared with it (monitor).
+    summaries = {output.name: reference.summary(output, outputs[output.name]) for output in contract.outputs}
     info = log_keras_with_code(
         model,
         MODEL_ARTIFACT,
         code,
         contract,
+        reference.make(contract, rows, summaries),
         signature=contract.signature(),
         metadata=contract.metadata(),
         pip_requirements=pip_requirements(),

@@ -31,7 +31,8 @@ from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
-from service.models.contract import ModelContract, Output, Outputs, Rows
+from service.evidence.reference import summary
+from service.models.contract import ModelContract, Outputs, Rows
 from service.models.row_bytes import encode_rows
 from service.settings import EvidenceSettings
 
@@ -94,19 +95,6 @@ def sampled(ident: str, share: float) -> bool:
         return True
     digest = hashlib.blake2b(ident.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") < share * 2**64
-
-
-def summary(output: Output, values: np.ndarray) -> dict[str, list[Any]]:
-    """An output's answer in short, one entry a row (each list as long as `values`)."""
-    if output.task == "regression":
-        return {"value": np.asarray(values, dtype=np.float64).tolist()}
-    probabilities = output.probabilities(values)
-    if output.task == "multilabel":
-        on = np.asarray(values) >= output.threshold
-        confidence = np.abs(np.asarray(values, dtype=np.float64) - 0.5).mean(axis=1) * 2
-        return {"labels": [np.flatnonzero(row).tolist() for row in on], "confidence": confidence.tolist()}
-    classes = probabilities.argmax(axis=1)
-    return {"class": classes.tolist(), "confidence": probabilities.max(axis=1).tolist()}
 
 
 class Recorder:

@@ -1,8 +1,9 @@
 """The house's rules, read off the code (the `ast` of every module): dependencies run one way.
 
 - Nothing in `service/` imports `pipeline/`: the image ships no training code.
-- `pipeline/` imports of `service` only the model (`service.models`), the settings base (`service.settings`) and
-  the BentoML store's conventions it packages by (`service.serving.packaged`).
+- `pipeline/` imports of `service` only the model (`service.models`), the settings base (`service.settings`),
+  the BentoML store's conventions it packages by (`service.serving.packaged`) and a version's reference
+  (`service.evidence.reference`).
 - Within `service/`, each part imports only the parts before it in LAYERS; no two parts import each other.
 """
 
@@ -26,7 +27,12 @@ LAYERS = (
     "service.service",
     "service.stack",
 )
-PIPELINE_MAY_IMPORT = ("service.models", "service.settings", "service.serving.packaged")
+PIPELINE_MAY_IMPORT = (
+    "service.models",
+    "service.settings",
+    "service.serving.packaged",
+    "service.evidence.reference",  # a version's reference is made when it is logged, read when it is served
+)
 
 
 def module_name(path: Path) -> str:
