@@ -1,4 +1,4 @@
-"""Command line of the pipeline: `python -m pipeline {train,params,promote,rollback,ui,store,package,build,container,requirements}`."""
+"""Command line of the pipeline: `python -m pipeline {train,params,promote,rollback,monitor,ui,store,package,build,container,requirements}`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 from pipeline.mlproject import drop_mlflow_run_default
-from pipeline.settings import PROJECT_ROOT, PipelineSettings
+from pipeline.settings import PROJECT_ROOT, MonitorSettings, PipelineSettings
 from service.models.quiet import quiet
 
 
@@ -70,6 +70,23 @@ def parser() -> argparse.ArgumentParser:
         parents=[notebook],
         help="build the Bento, then its container image (bentoml containerize)",
     )
+    monitor = commands.add_parser(
+        "monitor",
+        parents=[notebook],
+        help="what the served version met: drift against its held-out rows, live scores from labels; an HTML "
+        "report logged to its run",
+    )
+    monitor.add_argument("--version", help="the version to report on (default: the one @champion names)")
+    monitor.add_argument(
+        "--since", help="only records since then: a duration back from now (30m, 2h, 7d) or an ISO time"
+    )
+    monitor.add_argument(
+        "--min-rows",
+        type=int,
+        default=100,
+        help="sampled rows a window needs before its drift says anything (default 100)",
+    )
+    monitor.add_argument("--report", type=Path, help="write the HTML report here (default: under DATA_DIR)")
     commands.add_parser(
         "requirements",
         help="write docker/requirements.txt and requirements-lean.txt (the images' packages) from uv.lock",
@@ -102,7 +119,8 @@ def command_settings(args: argparse.Namespace) -> PipelineSettings:
     taken from the current folder; a command that acts on the notebook's model refuses one that is not there
     (its names would be a guess)."""
     notebook: Path | None = getattr(args, "notebook", None)
-    settings = PipelineSettings() if notebook is None else PipelineSettings(notebook=notebook)
+    kind = MonitorSettings if args.command == "monitor" else PipelineSettings
+    settings = kind() if notebook is None else kind(notebook=notebook)
     if hasattr(args, "notebook") and not settings.notebook.is_file():
         given = "--notebook" if notebook is not None else "NOTEBOOK"
         raise PipelineError(
@@ -182,6 +200,11 @@ def _run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         return 0
     client = tracking.connect(settings)
     name, alias = settings.model_name, settings.champion_alias
+    if args.command == "monitor":
+        from pipeline.evidence.command import monitor_command
+
+        assert isinstance(settings, MonitorSettings)
+        return monitor_command(client, settings, args.version, args.since, args.min_rows, args.report)
     if args.command == "promote":
         from pipeline.promotion import promote
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # no screen on servers and CI
@@ -20,7 +20,7 @@ def _pyplot():
 
 def training_curves(history: dict[str, list[float]], path: Path) -> Path:
     """One panel per metric Keras recorded (loss first), training and validation together."""
-    plt = _pyplot()
+    plt = pyplot()
     keys = [key for key in history if not key.startswith("val_")]
     keys.sort(key=lambda key: key != "loss")
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
@@ -39,7 +39,7 @@ def training_curves(history: dict[str, list[float]], path: Path) -> Path:
 
 
 def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     size = max(5.0, 0.5 * len(class_names) + 3)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(matrix, cmap="Blues")
@@ -60,7 +60,7 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], path: P
 
 def predicted_vs_true_png(predicted: np.ndarray, truth: np.ndarray, path: Path) -> Path:
     """One panel per output (the first four), with the diagonal a perfect model would lie on."""
-    plt = _pyplot()
+    plt = pyplot()
     predicted = np.asarray(predicted, dtype=np.float64).reshape(len(predicted), -1)
     truth = np.asarray(truth, dtype=np.float64).reshape(len(truth), -1)
     outputs = min(predicted.shape[1], 4)

@@ -12,9 +12,9 @@ from urllib.parse import urlparse
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.names import NAME_PARAMETERS, declared_name
-from service.settings import PROJECT_ROOT, UiSettings
+from service.settings import PROJECT_ROOT, EvidenceSettings, UiSettings
 
-__all__ = ["PROJECT_ROOT", "PipelineSettings"]
+__all__ = ["PROJECT_ROOT", "MonitorSettings", "PipelineSettings"]
 
 
 class PipelineSettings(UiSettings):
@@ -71,3 +71,7 @@ class PipelineSettings(UiSettings):
         if self.mlflow_tracking_uri:
             env["MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
         return env
+
+
+class MonitorSettings(PipelineSettings, EvidenceSettings):
+    """`python -m pipeline monitor`: the pipeline's, and the store the served processes record into (MONGO_URL)."""

@@ -53,13 +53,14 @@ class BadLabel(ValueError):
         self.loc = ["body", "labels", index, field]
 
 
+class Feedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[Label] = Field(min_length=1, description="The labels, at most MAX_LABELS a request.")
+
+
 def feedback_app(settings: EvidenceSettings) -> FastAPI:
     """The app, mounted at /feedback; `serve(app, contract)` tells it the served contract."""
-
-    class Feedback(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-        labels: list[Label] = Field(min_length=1, max_length=settings.max_labels)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,6 +85,9 @@ def feedback_app(settings: EvidenceSettings) -> FastAPI:
     @app.post("/", status_code=200)
     def send_feedback(body: Feedback, request: Request) -> JSONResponse:
         """The true labels (classifiers) or values (regressions) of answered rows, by request id and row."""
+        if len(body.labels) > settings.max_labels:
+            detail = f"at most {settings.max_labels} labels a request (MAX_LABELS); send the rest in another"
+            return JSONResponse(error_document(422, detail, loc=("body", "labels")), 422)
         contract: ModelContract = request.app.state.contract()
         try:
             writes = [_write(contract, i, label) for i, label in enumerate(body.labels)]

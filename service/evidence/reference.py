@@ -13,8 +13,10 @@ Features are named as the monitor shows them, and made from live rows and record
   value (regressions).
 
 A number feature keeps a sample of at most SAMPLE held-out values (sorted: the KS test and the quantiles read
-it), its range and quantile bins; a category keeps its frequencies (the most frequent MAX_CATEGORIES, the rest
-as OTHER). Numbers with at most CATEGORY_MAX_VALUES distinct held-out values are categories, as Evidently does.
+it), its range and quantile bins; a category (strings, classes) keeps its frequencies (the most frequent
+MAX_CATEGORIES, the rest as OTHER). Numbers stay numbers even when the held-out rows hold few distinct values
+(Evidently tests a number column of at most 5 values as categories): a value they never held is not a new
+category (a digits pixel that is 0 in nearly every held-out row and 3 in a few served ones is not drift).
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ FORMAT = 1
 SAMPLE = 1000
 MAX_VALUES = 1024
 MAX_CATEGORIES = 50
-CATEGORY_MAX_VALUES = 5
 TEXT_WORDS = 3.0
 VOCABULARY = 5000
 OTHER = "(other)"
@@ -140,7 +141,7 @@ def summary(output: Output, values: np.ndarray) -> dict[str, list[Any]]:
 
 def describe(values: np.ndarray) -> dict[str, Any]:
     """A feature's held-out distribution: a number's sample, range and bins, or a category's frequencies."""
-    if values.dtype != object and len(np.unique(values)) > CATEGORY_MAX_VALUES:
+    if values.dtype != object:
         finite = np.sort(values[np.isfinite(values)])
         sample = (
             finite if len(finite) <= SAMPLE else finite[np.linspace(0, len(finite) - 1, SAMPLE).astype(int)]
@@ -176,9 +177,11 @@ def save(reference: dict[str, Any], model_dir: Path) -> None:
 def load(model_dir: Path) -> dict[str, Any] | None:
     """The version's reference, or None for a version logged before references were made."""
     path = Path(model_dir) / FILE
-    if not path.is_file():
-        return None
-    loaded: dict[str, Any] = json.loads(path.read_text())
+    return read(path) if path.is_file() else None
+
+
+def read(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(Path(path).read_text())
     return loaded
 
 

@@ -88,9 +88,10 @@ def test_features_are_named_as_the_contract_names_them() -> None:
     ]
 
 
-def test_numbers_of_few_values_are_categories_and_an_unknown_word_lowers_the_known_share() -> None:
-    assert reference.describe(np.array([0.0, 1.0, 1.0, 16.0]))["counts"] == {"1": 2, "0": 1, "16": 1}
-    assert reference.describe(np.arange(10.0))["kind"] == "number"
+def test_numbers_stay_numbers_and_an_unknown_word_lowers_the_known_share() -> None:
+    assert reference.describe(np.array([0.0, 0.0, 0.0, 16.0]))["sample"] == [0.0, 0.0, 0.0, 16.0]
+    classes = np.array(["0", "1", "1", "7"], dtype=object)
+    assert reference.describe(classes)["counts"] == {"1": 2, "0": 1, "7": 1}
     notes = FORMS["notes"]
     held = rows_for(notes, 100)
     made = reference.make(notes, held, summaries(notes, outputs_for(notes, 100)))

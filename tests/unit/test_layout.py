@@ -2,8 +2,8 @@
 
 - Nothing in `service/` imports `pipeline/`: the image ships no training code.
 - `pipeline/` imports of `service` only the model (`service.models`), the settings base (`service.settings`),
-  the BentoML store's conventions it packages by (`service.serving.packaged`) and a version's reference
-  (`service.evidence.reference`).
+  the BentoML store's conventions it packages by (`service.serving.packaged`) and the live evidence's records and
+  references (`service.evidence`).
 - Within `service/`, each part imports only the parts before it in LAYERS; no two parts import each other.
 """
 
@@ -31,7 +31,7 @@ PIPELINE_MAY_IMPORT = (
     "service.models",
     "service.settings",
     "service.serving.packaged",
-    "service.evidence.reference",  # a version's reference is made when it is logged, read when it is served
+    "service.evidence",  # a version's reference is made when it is logged; the monitor reads what is recorded
 )
 
 
