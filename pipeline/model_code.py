@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from service.evidence import reference as evidence_reference
+from service.models import reference as held_out_reference
 from service.models.contract import ContractError, ModelContract
 from service.models.lean import LEAN_KEY
 from service.models.loader import CODE_KEY
@@ -132,7 +132,7 @@ def _save(
     """`mlflow.keras.save_model`, then the model's modules copied into its code folder, named in the flavors (the
     key MLflow's other flavors use: mlflow.keras.log_model takes no code, MLflow 3.17), its lean form
     (pipeline/lean.py) with what was made of it in the model's metadata, and its held-out reference
-    (service/evidence/reference.py)."""
+    (service/models/reference.py)."""
     import mlflow.keras
 
     from pipeline import lean
@@ -154,7 +154,7 @@ def _save(
             LEAN_KEY: lean.convert(kwargs["model"], contract, Path(path)),
         }
     if reference is not None:
-        evidence_reference.save(reference, Path(path))
+        held_out_reference.save(reference, Path(path))
     mlflow_model.save(os.path.join(path, "MLmodel"))
 
 

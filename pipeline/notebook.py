@@ -36,8 +36,7 @@ from pipeline import plots
 from pipeline.keras_contract import PerOutput, contract_of, feed, rows_of
 from pipeline.lineage import DATA_SHA_TAG, INVOCATION_ENV, INVOCATION_TAG, MODEL_URI_TAG, TASK_TAG
 from pipeline.model_code import log_keras_with_code, modules_to_ship
-from service.evidence import reference
-from service.models import metrics
+from service.models import metrics, reference
 from service.models.contract import STRING, ContractError, ModelContract, Output, Task, rows_in, show_shape
 from service.models.quiet import quiet, quiet_keras
 from service.models.scoring import EVALUATION_ARTIFACT, HeldOut

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from service.evidence import feedback as feedback_route
 from service.evidence.records import Recorder
+from service.evidence.window_view import WindowView
 from service.http.access import LimitBody, RequireKey
 from service.http.content_type import RequireJson
 from service.http.docs_page import DocsPage
@@ -132,6 +133,7 @@ class PredictionService:
         )
         # Each answer recorded off the client's path (service/evidence/records.py); labels join them by id.
         self.recorder = Recorder(settings) if settings.evidence else None
+        self.window = WindowView(settings, self.recorder, self.recorder.client) if self.recorder else None
         self.predictions = Predictions(
             self.models,
             ModelCalls(settings.inline_predict_ms / 1000),  # on the event loop, or in a thread
@@ -179,12 +181,19 @@ class PredictionService:
 
     @routes.get("/model", response_model=ModelLineage)
     def model_lineage(self) -> ModelLineage:
-        """The served model: registered name, version, run, metrics, training time, its contract, and how the
-        version is chosen (pinned or following an alias; the last switch; versions refused and why)."""
+        """The served model: registered name, version, run, metrics, training time, its contract, how the
+        version is chosen (pinned or following an alias; the last switch; versions refused and why), and its live
+        evidence (requests recorded, sampled, labelled, dropped; the most drifted features)."""
         model = self.models.current
+        evidence = self.window.view(model) if self.window else {"recording": False}
         return ModelLineage.model_validate(
             self.models.lineage
-            | {"flavor": model.flavor, "contract": model.contract.describe(), "serving": self.models.view()}
+            | {
+                "flavor": model.flavor,
+                "contract": model.contract.describe(),
+                "serving": self.models.view(),
+                "evidence": evidence,
+            }
         )
 
 

@@ -3,7 +3,7 @@ default (its `get_stattest` rules, 2026):
 
 - numbers: the two-sample Kolmogorov-Smirnov test when the reference has at most 1,000 rows, else the
   Wasserstein distance normed by the reference's standard deviation (Evidently tests numbers of at most 5
-  distinct values as categories; here they stay numbers, service/evidence/reference.py says why);
+  distinct values as categories; here they stay numbers, service/models/reference.py says why);
 - categories (strings, classes answered): Pearson's chi-squared test of the live counts against the
   reference's shares when the reference has at most 1,000 rows, else the Jensen-Shannon distance.
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from service.evidence.reference import OTHER, category
+from service.models.reference import OTHER, category
 
 ALPHA = 0.05
 DISTANCE_THRESHOLD = 0.1
@@ -60,7 +60,7 @@ class Drift:
 
 
 def test(feature: str, described: dict[str, Any], live: np.ndarray, n_tests: int = 1) -> Drift:
-    """Drift of `live` values against the feature's reference description (service.evidence.reference.describe)."""
+    """Drift of `live` values against the feature's reference description (service.models.reference.describe)."""
     alpha = ALPHA / max(1, n_tests)
     large = described["rows"] > LARGE_REFERENCE
     if described["kind"] == "number":

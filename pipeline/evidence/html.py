@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.evidence import drift
 from pipeline.evidence.monitor import Report
 from pipeline.plots import pyplot
-from service.evidence import reference as references
+from service.models import reference as references
 
 PICTURES = 12
 

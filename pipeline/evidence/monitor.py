@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 from pipeline.evidence import drift, live, window
-from service.evidence import reference as references
+from service.models import reference as references
 from service.models import registry as read_registry
 from service.models.contract import ModelContract
 from service.models.scoring import NoHeldOutRows, held_out

@@ -31,8 +31,8 @@ from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
-from service.evidence.reference import summary
 from service.models.contract import ModelContract, Outputs, Rows
+from service.models.reference import summary
 from service.models.row_bytes import encode_rows
 from service.settings import EvidenceSettings
 
@@ -145,6 +145,11 @@ class Recorder:
         self._wake.set()
         self._thread.join(timeout_s)
         self._client.close()
+
+    @property
+    def client(self) -> MongoClient:
+        """The store client records are written with (read by the `/model` window view too)."""
+        return self._client
 
     def pending(self) -> int:
         return len(self._buffer)

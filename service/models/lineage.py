@@ -49,6 +49,11 @@ class ModelLineage(BaseModel):
         default=None,
         description="How the version is chosen (pinned, or following an alias), the last switch, refused versions.",
     )
+    evidence: dict[str, Any] | None = Field(
+        default=None,
+        description="The answering version's live evidence: requests recorded, the latest records' rows, sampled "
+        "and labelled rows, records dropped, the most drifted input features (service/evidence/window_view.py).",
+    )
 
 
 def lineage_of_version(client: MlflowClient, version: ModelVersion, alias: str) -> ModelLineage:

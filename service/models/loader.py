@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from service.models import reference
 from service.models.contract import STRING, ContractError, ModelContract, Outputs, Rows, read_contract
 from service.models.lean import (
     LEAN_FILE,
@@ -42,6 +43,9 @@ class LoadedModel:
     flavor: str  # "onnx" (the lean form, ONNX Runtime), "keras" (TensorFlow graph) or "pyfunc"
     contract: ModelContract
     predict: Predict  # rows by input name -> outputs by output name
+    reference: dict[str, Any] | None = (
+        None  # its held-out reference (service.models.reference), if logged with one
+    )
 
     @property
     def runtime(self) -> str:
@@ -93,7 +97,14 @@ def load_model_dir(
         flavor, predict = "pyfunc", _pyfunc_predict(model_dir, contract)
     # Trace the graph before the first request, and refuse a model whose answers break its own contract.
     contract.check_outputs(predict(zero_rows(contract, 1)), 1)
-    return LoadedModel(name=name, version=version, flavor=flavor, contract=contract, predict=predict)
+    return LoadedModel(
+        name=name,
+        version=version,
+        flavor=flavor,
+        contract=contract,
+        predict=predict,
+        reference=reference.load(model_dir),
+    )
 
 
 def runtime_reason(model_dir: Path, runtime: str) -> str:

@@ -18,6 +18,7 @@ def sections() -> list[tuple[str, type]]:
     from pipeline.container import ContainerSettings
     from pipeline.settings import PipelineSettings
     from service.settings import (
+        EvidenceSettings,
         JobSettings,
         ServiceSettings,
         Settings,
@@ -33,6 +34,10 @@ def sections() -> list[tuple[str, type]]:
         ("The API (`bentoml serve service.service:PredictionService`)", ServiceSettings),
         ("The job layer (the API and the job worker)", JobSettings),
         ("The job worker (`python -m service.jobs.worker`)", WorkerSettings),
+        (
+            "Live evidence: records of answers, labels (the API and the job worker; `python -m pipeline monitor`)",
+            EvidenceSettings,
+        ),
         ("The pipeline (`python -m pipeline ...`)", PipelineSettings),
         ("The MLflow UI (`python -m pipeline ui`, and the stack)", UiSettings),
         ("The image build (`python -m pipeline container`)", ContainerSettings),

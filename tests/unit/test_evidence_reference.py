@@ -1,4 +1,4 @@
-"""A version's held-out reference (service/evidence/reference.py), for every form of contract the service takes:
+"""A version's held-out reference (service/models/reference.py), for every form of contract the service takes:
 live rows and records give the same features the reference describes, numbers and categories as Evidently
 tells them apart, texts as their length and their share of held-out words."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from support.models import FORMS
 
-from service.evidence import reference
+from service.models import reference
 from service.models.contract import STRING, ModelContract, Outputs, Rows
 
 

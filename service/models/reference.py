@@ -33,7 +33,8 @@ from service.models.contract import ModelContract, Output, Rows
 
 FILE = "evidence/reference.json"
 FORMAT = 1
-SAMPLE = 1000
+SAMPLE = 1000  # held-out values a number feature keeps, at most
+TOTAL_SAMPLE = 200_000  # ... and all of a version's features together (a served process holds them)
 MAX_VALUES = 1024
 MAX_CATEGORIES = 50
 TEXT_WORDS = 3.0
@@ -114,12 +115,12 @@ def make(
     """The reference of held-out `rows` and the version's own answers for them (summed up per output)."""
     texts = _texts(contract, rows)
     vocabularies = {name: _vocabulary(values) for name, values in texts.items()}
+    inputs = input_features(contract, rows, vocabularies)
+    size = max(100, min(SAMPLE, TOTAL_SAMPLE // max(1, len(inputs))))
     reference: dict[str, Any] = {
         "format": FORMAT,
         "rows": len(next(iter(rows.values()))),
-        "inputs": {
-            name: describe(values) for name, values in input_features(contract, rows, vocabularies).items()
-        },
+        "inputs": {name: describe(values, size) for name, values in inputs.items()},
         "outputs": {name: describe(values) for name, values in output_features(contract, summaries).items()},
         "vocabularies": {name: sorted(words) for name, words in vocabularies.items()},
     }
@@ -139,13 +140,13 @@ def summary(output: Output, values: np.ndarray) -> dict[str, list[Any]]:
     return {"class": classes.tolist(), "confidence": probabilities.max(axis=1).tolist()}
 
 
-def describe(values: np.ndarray) -> dict[str, Any]:
-    """A feature's held-out distribution: a number's sample, range and bins, or a category's frequencies."""
+def describe(values: np.ndarray, sample_size: int = SAMPLE) -> dict[str, Any]:
+    """A feature's held-out distribution: a number's sample (evenly spaced order statistics, at most
+    `sample_size`), range and bins, or a category's frequencies."""
     if values.dtype != object:
         finite = np.sort(values[np.isfinite(values)])
-        sample = (
-            finite if len(finite) <= SAMPLE else finite[np.linspace(0, len(finite) - 1, SAMPLE).astype(int)]
-        )
+        size = min(len(finite), sample_size)
+        sample = finite[np.linspace(0, len(finite) - 1, size).astype(int)] if size < len(finite) else finite
         return {
             "kind": "number",
             "rows": len(values),
