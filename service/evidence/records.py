@@ -158,6 +158,8 @@ class Recorder:
         while True:
             stopping = self._stop.is_set()
             if not self._buffer:
+                if self._dropped_here or self._untallied:  # drops to count, with no record to carry them
+                    self._write([])
                 if stopping:
                     return
                 self._wake.wait(self._flush_s)
@@ -166,10 +168,15 @@ class Recorder:
             if len(self._buffer) < self._group and not stopping:
                 self._wake.wait(self._flush_s)  # let a group fill, up to the flush interval
                 self._wake.clear()
+            taken = self._take()
             try:
-                self._write(self._take())
+                self._write(taken)
             except Exception:  # never let the writer die: what it held is counted as dropped
                 log.exception("evidence writer: unexpected error")
+                with self._lock:
+                    self._dropped_here.update(
+                        (item.answered.model.name, item.answered.model.version) for item in taken
+                    )
 
     def _take(self) -> list[_Pending]:
         taken: list[_Pending] = []
@@ -185,7 +192,8 @@ class Recorder:
         self._count("dropped", dropped)
         try:
             self._ensure_indexes()
-            self._records.insert_many(documents, ordered=False)
+            if documents:
+                self._records.insert_many(documents, ordered=False)
             if self._untallied:
                 self._tallies.bulk_write(
                     [

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from support.job_servers import delete_queues, fresh_job_settings, settings_env
+from support.job_servers import delete_queues, fresh_job_settings, nx_server, settings_env
 from support.processes import free_port, http_ok, running, wait_until
 from support.served import served_service
 
@@ -120,16 +120,48 @@ class Traffic:
             time.sleep(0.05)
 
 
+class Store:
+    """The job store of the module's served pair: an nx-27017 of its own, which a test may stop and start again
+    on the same port and data folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.url = f"mongodb://127.0.0.1:{self.port}"
+        self._running: Any = None
+
+    def start(self) -> None:
+        self._running = nx_server(self.folder, self.port)
+        self._running.__enter__()
+
+    def stop(self) -> None:
+        self._running.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    store = Store(tmp_path_factory.mktemp("following-store"))
+    store.start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture(scope="module")
+def following_settings(store: Store, amqp_url: str) -> Iterator[Any]:
+    settings = fresh_job_settings(store.url, amqp_url, evidence_sample=0.5)
+    yield settings
+    delete_queues(settings)
+
+
 @pytest.fixture(scope="module")
 def following(
-    registry: Registry, packaged_champion: str, mongo_url: str, amqp_url: str, tmp_path_factory
+    registry: Registry, packaged_champion: str, following_settings: Any, tmp_path_factory
 ) -> Iterator[httpx.Client]:
-    """The service (2 workers) and a job worker, both following @champion every 0.5 s."""
+    """The service (2 workers) and a job worker, both following @champion every 0.5 s; half the answers keep
+    their inputs in their records."""
     folder = tmp_path_factory.mktemp("following")
-    settings = fresh_job_settings(mongo_url, amqp_url)
     env = (
         {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        | settings_env(settings)
+        | settings_env(following_settings)
         | {
             "DATA_DIR": str(registry.data_dir),
             "MODEL_NAME": MODEL,
@@ -140,18 +172,13 @@ def following(
         }
     )
     worker = [sys.executable, "-m", "service.jobs.worker"]
-    try:
-        with served_service(free_port(), env, folder / "service.log") as url:
-            worker_env = env | {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_files.metrics_dir())}
-            with (
-                running(
-                    worker, lambda: True, "worker", folder / "worker.log", env=worker_env, cwd=PROJECT_ROOT
-                ),
-                httpx.Client(base_url=url, timeout=30) as client,
-            ):
-                yield client
-    finally:
-        delete_queues(settings)
+    with served_service(free_port(), env, folder / "service.log") as url:
+        worker_env = env | {"PROMETHEUS_MULTIPROC_DIR": str(bentoml_files.metrics_dir())}
+        with (
+            running(worker, lambda: True, "worker", folder / "worker.log", env=worker_env, cwd=PROJECT_ROOT),
+            httpx.Client(base_url=url, timeout=30) as client,
+        ):
+            yield client
 
 
 def serving(client: httpx.Client) -> dict[str, Any]:
@@ -334,3 +361,142 @@ def test_a_signed_mlflow_webhook_makes_every_follower_ask_at_once(
             print(f"alias moved -> both API workers on version 2: {elapsed:.2f} s (polling every 3600 s)")
     finally:
         delete_queues(settings)
+
+
+# --- Live evidence (issue 31): records of the same served pair, per version, read by `python -m pipeline monitor`.
+
+SHIFTED = (20, 43)  # pixels with a spread of values in the digits data
+
+
+def _send(client: httpx.Client, rows: np.ndarray, jobs_every: int = 5) -> list[tuple[str, np.ndarray, dict]]:
+    """The rows in requests of 1 to 4 rows (every `jobs_every`-th as a job): (record id, rows, answer) each."""
+    sent, start = [], 0
+    while start < len(rows):
+        part = rows[start : start + 1 + len(sent) % 4]
+        start += len(part)
+        if len(sent) % jobs_every == jobs_every - 1:
+            job = client.post("/jobs", json={"instances": part.tolist()})
+            assert job.status_code == 202, job.text
+            done = _finished(client, job.json()["url"])
+            sent.append((job.json()["id"], part, {**done["result"], "model": done["model"]}))
+        else:
+            answer = client.post("/predict", json={"instances": part.tolist()})
+            assert answer.status_code == 200, answer.text
+            sent.append((answer.headers["x-request-id"], part, answer.json()))
+    return sent
+
+
+def _recorded(settings: Any, since: Any, n: int) -> None:
+    from pymongo import MongoClient
+
+    from service.evidence.records import RECORDS
+
+    with MongoClient(settings.mongo_url) as mongo:
+        records = mongo[settings.mongo_database][RECORDS]
+        wait_until(lambda: records.count_documents({"at": {"$gte": since}}) >= n, 30, f"{n} records")
+
+
+def _monitor(registry: Registry, settings: Any, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | settings_env(settings)
+    done = pipeline_command(env | {"DATA_DIR": str(registry.data_dir)}, "monitor", *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _drifted(report: str) -> set[str]:
+    return {
+        line.split()[0]
+        for line in report.splitlines()
+        if line.startswith("  pixels[") and line.endswith("yes")
+    }
+
+
+def _dropped_on_metrics(client: httpx.Client, version: str) -> float:
+    prefix = "nbship_evidence_records_total{"
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith(prefix) and 'outcome="dropped"' in line and f'version="{version}"' in line
+    )
+
+
+def test_each_version_s_evidence_drift_labels_a_switch_and_a_store_outage(
+    following: httpx.Client, registry: Registry, store: Store, following_settings: Any
+) -> None:
+    import datetime as dt
+
+    from support.digits import load_split
+
+    client, settings = following, following_settings
+    assert every_worker_on(client, "1")
+    # Every answer says its request's id: the client's own, or one made for it; a malformed one is a 400.
+    mine = client.post("/predict", json={"instances": [[0.0] * 64]}, headers={"X-Request-ID": "client-7f3a"})
+    assert mine.headers["x-request-id"] == "client-7f3a"
+    bad = client.post("/predict", json={"instances": [[0.0] * 64]}, headers={"X-Request-ID": "x" * 129})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["loc"] == ["header", "X-Request-ID"]
+    assert bad.headers["x-request-id"] != "x" * 129
+
+    split = load_split()
+    same, shifted = split.x_train[:400], split.x_train[400:800].copy()
+    shifted[:, list(SHIFTED)] = np.clip(shifted[:, list(SHIFTED)] + 8, 0, 16)
+    start = dt.datetime.now(dt.UTC)
+    sent = _send(client, same)
+    # Labels for every third request or job; the live accuracy is that of the rows they label.
+    labels, right = [], []
+    offset = 0
+    for i, (ident, rows, answer) in enumerate(sent):
+        if i % 3 == 0:
+            for row in range(len(rows)):
+                truth = int(split.y_train[offset + row])
+                labels.append({"id": ident, "row": row, "label": truth})
+                right.append(answer["predictions"][row] == truth)
+        offset += len(rows)
+    stored = client.post("/feedback", json={"labels": labels})
+    assert stored.status_code == 200 and stored.json() == {"stored": len(labels)}, stored.text
+    refused = client.post("/feedback", json={"labels": [{"id": "a", "label": 10}]})
+    assert refused.status_code == 422 and "a class index in [0, 9]" in refused.json()["detail"]
+    _recorded(settings, start, len(sent))
+    report = _monitor(registry, settings, "--since", start.isoformat())
+    assert f"{len(sent):,} requests recorded" in report and "400 rows answered" in report
+    assert "drifted: 0 of 64 input features" in report
+    assert f"live accuracy {np.mean(right):.3f}" in report and f"on {len(labels):,} labelled rows" in report
+
+    between = dt.datetime.now(dt.UTC)
+    sent_shifted = _send(client, shifted)
+    _recorded(settings, between, len(sent_shifted))
+    report = _monitor(registry, settings, "--since", between.isoformat())
+    assert _drifted(report) == {f"pixels[{p}]" for p in SHIFTED}, report
+    evidence = client.get("/model").json()["evidence"]
+    assert evidence["recording"] and evidence["version"] == "1" and evidence["requests"] >= len(sent)
+
+    # A switch to version 2 opens its own window: it holds exactly what version 2 answered.
+    assert registry.pipeline("promote", "2", "--force").returncode == 0
+    wait_until(lambda: every_worker_on(client, "2"), 60, "the API on version 2")
+    switched = dt.datetime.now(dt.UTC)
+    after = _send(client, same[:100])
+    by_version = {"1": 0, "2": 0}
+    for _, rows, answer in after:
+        by_version[answer["model"]["version"]] += len(rows)
+    _recorded(settings, switched, len(after))
+    report = _monitor(registry, settings, "--since", switched.isoformat())
+    assert f"{MODEL} version 2 (@champion)" in report and f"{by_version['2']:,} rows answered" in report
+    assert by_version["1"] == 0 or f"{by_version['1']:,} rows answered" in _monitor(
+        registry, settings, "--version", "1", "--since", switched.isoformat()
+    )
+
+    # The store stopped mid-traffic: every answer still comes, the records are dropped and counted.
+    store.stop()
+    try:
+        during = [client.post("/predict", json={"instances": row[None].tolist()}) for row in same[:60]]
+    finally:
+        store.start()
+    assert {answer.status_code for answer in during} == {200}
+    wait_until(lambda: _dropped_on_metrics(client, "2") > 0, 30, "dropped records on /metrics")
+    _send(
+        client, same[:8], jobs_every=100
+    )  # the store answers again: the drops are tallied with the next group
+    time.sleep(2)
+    dropped = _dropped_on_metrics(client, "2")
+    assert 0 < dropped <= 60
+    wait_until(lambda: f"{int(dropped):,} records dropped" in _monitor(registry, settings), 30, "the tally")
+    assert registry.pipeline("rollback").returncode == 0
