@@ -104,6 +104,15 @@ def container(session: nox.Session) -> None:
     session.run("python", "-m", "pipeline", "container", env=pipeline_env(session))
 
 
+@nox.session(python=PYTHON)
+def monitor(session: nox.Session) -> None:
+    """What the served @champion met: drift against its held-out rows, live scores from labels, records dropped;
+    an HTML report logged to its run. Reads the records in the job store (MONGO_URL). Extra arguments are
+    `monitor`'s: `./noxw -s monitor -- --since 2h`, `-- --version 3`."""
+    sync(session)
+    session.run("python", "-m", "pipeline", "monitor", *session.posargs, env=pipeline_env(session))
+
+
 @nox.session(name="mlflow-ui", python=PYTHON)
 def mlflow_ui(session: nox.Session) -> None:
     """The MLflow UI on the configured store, on 127.0.0.1 (UI_PORT, default 5000)."""

@@ -61,8 +61,8 @@ from service.models.contract import conform_rows
 from service.models.row_bytes import decode_rows
 from service.settings import JobSettings
 
-CASES = ("job workers", "classic workers (tutorial)", "Celery")
-OURS, CLASSIC, CELERY = CASES
+CASES = ("job workers", "job workers, records off", "classic workers (tutorial)", "Celery")
+OURS, BARE, CLASSIC, CELERY = CASES  # BARE: EVIDENCE=false, no record of each job (service/evidence)
 API, STORE, BROKER, WORKERS_KIND = "API or front", "nx-27017", "RabbitMQ (beam.smp)", "workers"
 WORKERS = 2  # API or front workers, and processes that predict, of each case
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -462,7 +462,7 @@ def job_layer_processes(
     # The job worker's defaults: prefetch 256, B = 256 rows; T = 20 ms. Sweeps at the defaults too.
     settings = fresh_job_settings(
         bench.mongo_url, amqp_url, prefetch=256, batch_size=256, batch_wait_ms=20, lease_s=60.0,
-        sweep_interval_s=5.0, publish_grace_s=10.0,
+        sweep_interval_s=5.0, publish_grace_s=10.0, evidence=case != BARE,
     )  # fmt: skip
     env = env | settings_env(settings) | {"WORKERS": str(WORKERS)}
     port = free_port()
@@ -474,7 +474,7 @@ def job_layer_processes(
         str(HERE),
     ]
     serve += ["--host", "127.0.0.1", "--port", str(port)]
-    if case == OURS:
+    if case in (OURS, BARE):
         worker = [sys.executable, "-m", "service.jobs.worker"]
     else:
         worker = [sys.executable, str(Path(__file__).resolve()), "classic-worker"]
@@ -692,13 +692,18 @@ def concurrency_section(
             f"| {spread([r['p99_ms'] for r in runs])} | {spread([r['wall_s'] for r in runs], 1)} "
             f"| {spread([r['submit_s'] for r in runs], 1)} |"
         )
-    ours = cases[OURS]
-    for peer in (CLASSIC, CELERY):
-        ratios = [o["jobs_per_s"] / p["jobs_per_s"] for o, p in zip(ours, cases[peer], strict=True)]
-        lines.append(
-            f"\nJob workers / {peer}, jobs/s, per run then median: {', '.join(f'{r:.1f}x' for r in ratios)}; "
-            f"**{statistics.median(ratios):.1f}x**."
-        )
+    ours = cases.get(OURS, [])
+    for peer in (BARE, CLASSIC, CELERY):
+        if not ours or not cases.get(peer):
+            continue
+        for figure in ("jobs_per_s", "accepted_per_s") if peer == BARE else ("jobs_per_s",):
+            ratios = [o[figure] / p[figure] for o, p in zip(ours, cases[peer], strict=True)]
+            lines.append(
+                f"\nJob workers / {peer}, {figure.replace('_per_s', '/s')}, per run then median: "
+                f"{', '.join(f'{r:.2f}x' for r in ratios)}; **{statistics.median(ratios):.2f}x**."
+            )
+    if not ours:
+        return lines
     kinds = list(ours[0]["cpu_ms"])
     lines += [
         "\nCPU milliseconds per finished job, by process (utime + stime, children included; `client` is this "
@@ -763,7 +768,7 @@ def footnotes(results: Results) -> list[str]:
             lines.append(
                 f"c={concurrency}, {case}: API or front processes' CPU s per run (largest first): {splits}.{groups}"
             )
-    bulk = [run["bulk_s"] for cases in results.values() for run in cases[OURS]]
+    bulk = [run["bulk_s"] for cases in results.values() for run in cases.get(OURS, [])]
     lines += [
         f"\nHTTP statuses over all runs: {dict(sorted(statuses.items()))}. Load average (1 min) at the end of each "
         f"case: {spread(loads, 1)}.\n",
@@ -791,6 +796,10 @@ def main(argv: list[str]) -> int:
     )  # fmt: skip
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
+        "--cases", type=lambda text: [CASES[int(i)] for i in text.split(",")], default=list(CASES),
+        help="which cases, by number: 0 job workers, 1 the same with records off, 2 classic, 3 Celery",
+    )  # fmt: skip
+    parser.add_argument(
         "--cap-s", type=float, default=60.0, help="stop a case this long after its submissions"
     )
     parser.add_argument("--out", type=Path, default=DOCS / "jobs.md")
@@ -804,7 +813,7 @@ def main(argv: list[str]) -> int:
     quiet()
     row = digit_rows()[:1].tolist()
     body = f'{{"instances": {row}}}'.encode()
-    results: Results = {c: {case: [] for case in CASES} for c in args.concurrency}
+    results: Results = {c: {case: [] for case in args.cases} for c in args.concurrency}
     with tempfile.TemporaryDirectory(prefix="nbship-jobs-bench-") as tmp:
         work = Path(tmp)
         subject = digits({"BENTOML_HOME": str(work / "bentoml")}, work / "digits-store")
@@ -819,7 +828,7 @@ def main(argv: list[str]) -> int:
             bench = Bench(env, mongo_url, nx_pid, broker, work, args)
             for run in range(args.runs):
                 for concurrency in args.concurrency:
-                    for case in CASES:
+                    for case in args.cases:
                         figures = single_row_case(bench, case, run, concurrency, body)
                         results[concurrency][case].append(figures)
                         print(

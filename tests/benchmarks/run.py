@@ -14,6 +14,7 @@ BENCHMARKS = {
     "rollout": "rollout_bench",
     "coldstart": "coldstart_bench",
     "runtime": "runtime_bench",
+    "evidence": "evidence_bench",
 }
 
 
