@@ -44,6 +44,7 @@ class RequestIds:
                 send,
                 400,
                 "X-Request-ID must be 1 to 128 letters, digits, '.', '_', ':' or '-'",
+                [(HEADER, new_id().encode())],  # this answer's own id: the one sent is not an id
                 loc=("header", "X-Request-ID"),
             )
             return
