@@ -52,8 +52,9 @@ SUMMARIES = {
     ("get", "/readyz"): "Readiness: the model is loaded",
     ("get", "/metrics"): "Prometheus metrics",
     ("post", "/hooks/mlflow"): "MLflow's alias webhook (signed): followers ask the registry now",
+    ("post", "/feedback/"): "True labels of answered rows, by request id (live accuracy)",
 }
-_PART_OF = {"hooks": "model"}  # paths whose first segment is not their tag
+_PART_OF = {"hooks": "model", "feedback": "model"}  # paths whose first segment is not their tag
 
 
 class Served(Protocol):
@@ -91,7 +92,9 @@ def _description(served: Served, task: str | None) -> str:
         "version that answered. Concurrent requests are batched.\n"
         "- `GET /model`: where the served version comes from: run, metrics, training time.\n"
         "- `POST /jobs`, `GET /jobs/{id}`: the same predictions as durable jobs for long or bulk work; "
-        "poll by id.\n\n"
+        "poll by id.\n"
+        "- `POST /feedback`: the true labels of answered rows, by the answer's `X-Request-ID` (or job id), for "
+        "live accuracy (`python -m pipeline monitor`).\n\n"
         "Every error is JSON with a `detail` message."
     )
 
@@ -116,6 +119,7 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/jobs/"): (400, 409, 413, 415, 422, 503),
     ("get", "/jobs/{job_id}"): (404, 503),
     ("post", "/hooks/mlflow"): (401, 404, 413),
+    ("post", "/feedback/"): (400, 413, 415, 422, 503),
     ("get", "/readyz"): (503,),
 }
 ERROR_MEANINGS = {
@@ -125,7 +129,7 @@ ERROR_MEANINGS = {
     409: "The Idempotency-Key names a job of other rows.",
     413: "The body is larger than MAX_BODY_BYTES.",
     415: "Another Content-Type than JSON.",
-    422: "Rows or a header that break the rules; the message names the row and field.",
+    422: "Rows, labels or a header that break the rules; the message names the row or label and field.",
     503: "Not ready, overloaded (a request queued past MAX_LATENCY_MS) or the job store unreachable.",
     504: "No answer began within TIMEOUT_S.",
 }
@@ -178,6 +182,20 @@ ANSWERS_OF: dict[tuple[str, str], dict[str, Any]] = {
         "202": {"description": "Every follower on this host asks the registry now."},
     },
     ("get", "/readyz"): {"200": {"description": "The model is loaded: requests are served."}},
+    ("post", "/feedback/"): {
+        "200": {
+            "description": "Stored: each label beside its request's record (a label sent again replaces it).",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["stored"],
+                        "properties": {"stored": {"type": "integer", "minimum": 1}},
+                    }
+                }
+            },
+        }
+    },
 }
 # What BentoML and FastAPI put in the document for errors this service answers otherwise.
 _UNUSED_SCHEMAS = (
