@@ -83,7 +83,7 @@ class _Pending(NamedTuple):  # a tuple: the cheapest thing to build on the clien
     at: float  # epoch seconds
     kind: str
     answered: Answered
-    index: int  # which request of the call
+    position: int  # which request of the call
     rows: Rows
     latency_s: float
 
@@ -235,7 +235,7 @@ class Recorder:
                 starts = [0, *np.cumsum(answered.counts).tolist()]
                 summaries[key] = (outputs, starts)
             outputs, starts = summaries[key]
-            start, end = starts[item.index], starts[item.index + 1]
+            start, end = starts[item.position], starts[item.position + 1]
             document: dict[str, Any] = {
                 "request_id": item.ident,
                 "at": datetime.fromtimestamp(item.at, UTC),
