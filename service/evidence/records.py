@@ -158,7 +158,7 @@ class Recorder:
             stopping = self._stop.is_set()
             if not self._buffer:
                 if self._dropped_here or self._untallied:  # drops to count, with no record to carry them
-                    self._write([])
+                    self._write_safely([])
                 if stopping:
                     return
                 self._wake.wait(self._flush_s)
@@ -167,15 +167,17 @@ class Recorder:
             if len(self._buffer) < self._group and not stopping:
                 self._wake.wait(self._flush_s)  # let a group fill, up to the flush interval
                 self._wake.clear()
-            taken = self._take()
-            try:
-                self._write(taken)
-            except Exception:  # never let the writer die: what it held is counted as dropped
-                log.exception("evidence writer: unexpected error")
-                with self._lock:
-                    self._dropped_here.update(
-                        (item.answered.model.name, item.answered.model.version) for item in taken
-                    )
+            self._write_safely(self._take())
+
+    def _write_safely(self, taken: list[_Pending]) -> None:
+        try:
+            self._write(taken)
+        except Exception:  # never let the writer die: what it held is counted as dropped
+            log.exception("evidence writer: unexpected error")
+            with self._lock:
+                self._dropped_here.update(
+                    (item.answered.model.name, item.answered.model.version) for item in taken
+                )
 
     def _take(self) -> list[_Pending]:
         taken: list[_Pending] = []
