@@ -105,7 +105,9 @@ class Report:
         ]
         widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
         lines = [
-            "  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+            (
+                "  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+            ).rstrip()
             for row in [header, *rows]
         ]
         hidden = len(self.inputs) - min(SHOWN, len(self.inputs))

@@ -66,12 +66,12 @@ def read(
 ) -> Window:
     window = Window(name, version, since)
     query: dict[str, Any] = {"model": {"$eq": name}, "version": {"$eq": version}}
-    if since is not None:
-        query["at"] = {"$gte": since}
+    if since is not None:  # by epoch seconds: nx-27017 compares datetimes to the second
+        query["t"] = {"$gte": since.timestamp()}
     window.requests = int(database.command("count", RECORDS, query=query)["n"])
     tally = database[TALLIES].find_one({"_id": f"{name}/{version}"})
     window.dropped = int(tally["dropped"]) if tally else 0
-    records = list(database[RECORDS].find(query).sort("at", -1).limit(limit))
+    records = list(database[RECORDS].find(query).sort("t", -1).limit(limit))
     window.read = len(records)
     if not records:
         return window

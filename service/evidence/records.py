@@ -240,7 +240,8 @@ class Recorder:
             start, end = starts[item.position], starts[item.position + 1]
             document: dict[str, Any] = {
                 "request_id": item.ident,
-                "at": datetime.fromtimestamp(item.at, UTC),
+                "at": datetime.fromtimestamp(item.at, UTC),  # for the TTL index
+                "t": item.at,  # epoch seconds, for windows: nx-27017 compares datetimes to the second
                 "kind": item.kind,
                 "model": model.name,
                 "version": model.version,
@@ -262,7 +263,7 @@ class Recorder:
     def _ensure_indexes(self) -> None:
         if self._indexed:
             return
-        self._records.create_index([("model", ASCENDING), ("version", ASCENDING), ("at", ASCENDING)])
+        self._records.create_index([("model", ASCENDING), ("version", ASCENDING), ("t", ASCENDING)])
         self._records.create_index("request_id")
         self._records.create_index("at", expireAfterSeconds=self._settings.evidence_retention_s)
         self._indexed = True

@@ -63,7 +63,7 @@ class WindowView:
         try:
             requests = int(self._database.command("count", RECORDS, query=query)["n"])
             tally = self._database[TALLIES].find_one({"_id": f"{model.name}/{model.version}"})
-            latest = list(self._database[RECORDS].find(query).sort("at", -1).limit(LATEST))
+            latest = list(self._database[RECORDS].find(query).sort("t", -1).limit(LATEST))
             ids = [record["request_id"] for record in latest]
             # Counted here: a count_documents is an aggregation on nx-27017, a copy of the collection.
             labelled = sum(1 for _ in self._database[LABELS].find({"request_id": {"$in": ids}}, {"_id": 1}))

@@ -7,7 +7,11 @@ is the pipeline's (pipeline/registry.py).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +58,22 @@ def download_model(client: MlflowClient, source: str, folder: Path, path: str = 
             artifact_uri=uri, dst_path=str(folder), tracking_uri=client.tracking_uri
         )
     )
+
+
+def publish_model(client: MlflowClient, source: str, folder: Path) -> Path:
+    """The MLflow model at `source` in `folder`, where other processes of the host read it too: downloaded into
+    a folder of this process's own, then moved into place by one rename, so that no process ever reads a file
+    another is still writing (the API's workers and the job worker each fetch a new version at once). When
+    another process got there first, its copy (complete, as every copy there is) is used and this one dropped."""
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    try:
+        inside = download_model(client, source, staging).relative_to(staging)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # already there: another process's complete copy
+            staging.rename(folder)
+        return folder / inside
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def contract_at(client: MlflowClient, source: str) -> ModelContract:

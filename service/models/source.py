@@ -225,7 +225,7 @@ class Follower:
         folder = self._settings.data_dir / "served" / name / version
         # A download that fails (the registry or its artifact store is away) is tried again soon (ModelSource._run);
         # a version whose files are there but do not load is refused.
-        model_dir = registry.download_model(client, str(holder.source), folder)  # through this client only
+        model_dir = registry.publish_model(client, str(holder.source), folder)  # through this client only
         try:
             candidate = load_model_dir(model_dir, name, version, runtime=runtime)  # the warm-up
         except ContractError as exc:  # a version this process cannot serve (it needs TensorFlow, say)

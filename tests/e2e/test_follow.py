@@ -393,7 +393,9 @@ def _recorded(settings: Any, since: Any, n: int) -> None:
 
     with MongoClient(settings.mongo_url) as mongo:
         records = mongo[settings.mongo_database][RECORDS]
-        wait_until(lambda: records.count_documents({"at": {"$gte": since}}) >= n, 30, f"{n} records")
+        wait_until(
+            lambda: records.count_documents({"t": {"$gte": since.timestamp()}}) >= n, 30, f"{n} records"
+        )
 
 
 def _monitor(registry: Registry, settings: Any, *args: str) -> str:
@@ -428,7 +430,9 @@ def test_each_version_s_evidence_drift_labels_a_switch_and_a_store_outage(
     from support.digits import load_split
 
     client, settings = following, following_settings
-    assert every_worker_on(client, "1")
+    if not every_worker_on(client, "1"):  # the webhook test leaves @champion on version 2
+        assert registry.pipeline("promote", "1", "--force").returncode == 0
+        wait_until(lambda: every_worker_on(client, "1"), 60, "the API on version 1")
     # Every answer says its request's id: the client's own, or one made for it; a malformed one is a 400.
     mine = client.post("/predict", json={"instances": [[0.0] * 64]}, headers={"X-Request-ID": "client-7f3a"})
     assert mine.headers["x-request-id"] == "client-7f3a"
@@ -457,9 +461,11 @@ def test_each_version_s_evidence_drift_labels_a_switch_and_a_store_outage(
     assert refused.status_code == 422 and "a class index in [0, 9]" in refused.json()["detail"]
     _recorded(settings, start, len(sent))
     report = _monitor(registry, settings, "--since", start.isoformat())
-    assert f"{len(sent):,} requests recorded" in report and "400 rows answered" in report
-    assert "drifted: 0 of 64 input features" in report
-    assert f"live accuracy {np.mean(right):.3f}" in report and f"on {len(labels):,} labelled rows" in report
+    assert f"{len(sent):,} requests recorded" in report and "400 rows answered" in report, report
+    assert "drifted: 0 of 64 input features" in report, report
+    assert (
+        f"live accuracy {np.mean(right):.3f}" in report and f"on {len(labels):,} labelled rows" in report
+    ), report
 
     between = dt.datetime.now(dt.UTC)
     sent_shifted = _send(client, shifted)
@@ -479,7 +485,9 @@ def test_each_version_s_evidence_drift_labels_a_switch_and_a_store_outage(
         by_version[answer["model"]["version"]] += len(rows)
     _recorded(settings, switched, len(after))
     report = _monitor(registry, settings, "--since", switched.isoformat())
-    assert f"{MODEL} version 2 (@champion)" in report and f"{by_version['2']:,} rows answered" in report
+    assert f"{MODEL} version 2 (@champion)" in report and f"{by_version['2']:,} rows answered" in report, (
+        report
+    )
     assert by_version["1"] == 0 or f"{by_version['1']:,} rows answered" in _monitor(
         registry, settings, "--version", "1", "--since", switched.isoformat()
     )

@@ -185,3 +185,13 @@ def test_named_inputs_and_strings_round_trip_and_a_job_stored_before_names_still
     )  # fmt: skip
     (legacy,) = store.claim(["0" * 32])
     assert list(legacy.rows) == [""] and legacy.rows[""].tolist() == old.tolist()
+
+
+def test_pin_a_datetime_bound_compares_to_the_second_in_find_on_nx(raw, is_nx) -> None:
+    """Why records are selected by epoch seconds (`t`), not by their datetime (`at`, kept for the TTL index)."""
+    second = dt.datetime(2026, 12, 6, 20, 54, 56, tzinfo=dt.UTC)
+    raw.insert_one({"_id": 1, "at": second + dt.timedelta(milliseconds=231), "t": second.timestamp() + 0.231})
+    later = second + dt.timedelta(milliseconds=300)
+    by_datetime = [d["_id"] for d in raw.find({"at": {"$gte": later}})]
+    assert by_datetime == ([1] if is_nx else [])  # nx: same second, so "later" matches
+    assert [d["_id"] for d in raw.find({"t": {"$gte": later.timestamp()}})] == []

@@ -381,6 +381,14 @@ def lstm_windows(code: ModuleType) -> Notebook:
     return Notebook(model, "regression", _numbers((20, 3), 24), _numbers(1, 25)[:, 0])
 
 
+def bidirectional_lstm(code: ModuleType) -> Notebook:
+    keras, layers = _layers()
+    window = keras.Input(shape=(12, 3), name="window")
+    seen = layers.Bidirectional(layers.LSTM(4))(window)
+    model = keras.Model(window, layers.Dense(3, activation="softmax")(seen))
+    return Notebook(model, "classification", _numbers((12, 3), 30), _classes(3, 30))
+
+
 def multilabel(code: ModuleType) -> Notebook:
     keras, layers = _layers()
     inputs = keras.Input(shape=(5,), name="features")
@@ -449,6 +457,7 @@ FORMS = [
     ),
     Form("image_beside_numbers", image_beside_numbers),
     Form("lstm_windows", lstm_windows),
+    Form("bidirectional_lstm", bidirectional_lstm),
     Form("multilabel", multilabel),
     Form("regression", regression),
 ]
