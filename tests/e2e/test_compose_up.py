@@ -77,6 +77,7 @@ MAX_IMAGE_BYTES = 660_000_000
 NOT_IN_IMAGE = (
     *("sklearn", "matplotlib", "papermill", "nbconvert", "ipykernel", "flask", "alembic"),  # training
     *("tensorflow", "keras", "tf2onnx"),  # TensorFlow: a lean version never needs it
+    "pandas",  # mlflow.keras's and mlflow.pyfunc's: a lean process imports neither
 )
 
 
