@@ -263,7 +263,8 @@ def assert_the_image_as_built(stack: Stack) -> None:
     one was mounted for the build only) and no secret in its configuration."""
     probe = f"import importlib.util as u; print([m for m in {NOT_IN_IMAGE!r} if u.find_spec(m)])"
     assert in_container(stack, "api", "python", "-c", probe).strip() == "[]"
-    for tool in ("/usr/bin/gcc", "/usr/bin/git", "/usr/local/bin/uv"):  # the build's, run by nothing in the image
+    # The build's compiler, git and uv: nothing in the image runs them.
+    for tool in ("/usr/bin/gcc", "/usr/bin/git", "/usr/local/bin/uv"):
         assert in_container(stack, "api", "test", "!", "-e", tool) == "", tool
     image = f"{IMAGE_NAME}:latest"
     size = int(podman("image", "inspect", "--format", "{{.Size}}", image))

@@ -274,5 +274,7 @@ def test_a_process_without_pandas_refuses_a_version_that_only_pyfunc_serves(tmp_
         flavors={"python_function": {"loader_module": "mlflow.sklearn"}},
     ).save(tmp_path / "MLmodel")
     monkeypatch.setitem(sys.modules, "pandas", None)  # as in the lean image: `import pandas` fails
-    with pytest.raises(ContractError, match=r"version 7 is not a Keras model: .* pandas, which this process does not"):
+    with pytest.raises(
+        ContractError, match=r"version 7 is not a Keras model: .* pandas, which this process does not"
+    ):
         load_model_dir(tmp_path, "m", "7")
