@@ -18,6 +18,16 @@ if [ -d "$site/tensorflow" ]; then  # the TensorFlow image's; a lean image has n
   find "$site/tensorflow" -type f \( -name '*.so' -o -name '*.so.[0-9]*' \) -exec strip --strip-unneeded {} +
 fi
 
+if [ -d "$site/onnxruntime" ]; then  # both images'
+  # ONNX Runtime's shared library for its C and C++ API (about 34 MB). The Python module (capi/
+  # onnxruntime_pybind11_state) has the runtime linked in: it neither links (readelf -d: libc, libstdc++, libm
+  # and the like only) nor opens this one.
+  rm -f "$site"/onnxruntime/capi/libonnxruntime.so.*
+fi
+
+# uv installed the packages above; nothing after this script, and nothing in a container, runs it (about 38 MB).
+rm -f /usr/local/bin/uv /usr/local/bin/uvx
+
 # Bytecode keyed by its source's hash, not its time: the squash keeps times in whole seconds, which moves a source's
 # time off the one its bytecode recorded at install, and on a read-only root Python would then compile that module
 # anew at every start (1,900 of the modules the API imports; 30% of its start). Not checked: the image never changes.

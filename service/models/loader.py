@@ -11,6 +11,7 @@ graph over the model does not (DESIGN.md, "Facts that shape the code").
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,6 +95,11 @@ def load_model_dir(
     elif any(tensor.strings for tensor in contract.inputs):
         raise ContractError("string inputs are served by the Keras flavor's graph only")
     else:
+        if importlib.util.find_spec("pandas") is None:  # mlflow.pyfunc imports it; the lean image has none
+            raise ContractError(
+                f"version {version} is not a Keras model: MLflow's pyfunc serves it, with pandas, which this "
+                "process does not have: serve it from an image built for it (`python -m pipeline container`)"
+            )
         flavor, predict = "pyfunc", _pyfunc_predict(model_dir, contract)
     # Trace the graph before the first request, and refuse a model whose answers break its own contract.
     contract.check_outputs(predict(zero_rows(contract, 1)), 1)

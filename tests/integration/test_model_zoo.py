@@ -204,6 +204,7 @@ def test_form(zoo: dict[str, Logged], form: Form) -> None:
 LEAN_PROCESS = """
 import json, sys
 sys.modules["tensorflow"] = None  # as in a lean image: `import tensorflow` fails, and nothing here tries it
+sys.modules["pandas"] = None  # nor pandas (mlflow.pyfunc and mlflow.keras import it; the lean image has none)
 from service.models.loader import load_model_dir
 from service.models.source import Follower, ModelSource
 from service.settings import SourceSettings
@@ -230,8 +231,9 @@ def test_a_lean_process_serves_every_lean_form_without_tensorflow_and_refuses_a_
     zoo: dict[str, Logged], tmp_path: Path
 ) -> None:
     """One fresh process with no TensorFlow (as a lean image): it loads every form the check made lean and
-    answers as the notebook's model did, imports neither TensorFlow nor Keras, and its follower refuses a version
-    that TensorFlow must serve, saying why."""
+    answers as the notebook's model did, imports neither TensorFlow nor Keras, follows the registry without
+    pandas (which the lean image does not install), and its follower refuses a version that TensorFlow must
+    serve, saying why."""
     import subprocess
 
     import mlflow

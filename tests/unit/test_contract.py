@@ -256,3 +256,25 @@ def test_the_mlmodel_reader_reads_the_signature_as_mlflow_does(signature: dict, 
             assert [(np.dtype(s.dtype), s.shape) for s in mine] == [(t.type, t.shape) for t in schema.inputs]
         else:
             assert [s.type for s in mine] == [c.type.name for c in schema.inputs]
+
+
+def test_a_process_without_pandas_refuses_a_version_that_only_pyfunc_serves(tmp_path, monkeypatch) -> None:
+    """The lean image has no pandas, which mlflow.pyfunc imports: a version that is not a Keras model (one
+    registered by hand) is refused there, saying where it can be served, rather than failing on an import."""
+    import sys
+
+    from mlflow.models import Model
+
+    from service.models.loader import load_model_dir
+
+    contract = classifier()
+    Model(
+        signature=contract.signature(),
+        metadata=contract.metadata(),
+        flavors={"python_function": {"loader_module": "mlflow.sklearn"}},
+    ).save(tmp_path / "MLmodel")
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as in the lean image: `import pandas` fails
+    with pytest.raises(
+        ContractError, match=r"version 7 is not a Keras model: .* pandas, which this process does not"
+    ):
+        load_model_dir(tmp_path, "m", "7")

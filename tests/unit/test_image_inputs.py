@@ -41,13 +41,16 @@ TRAINING_ONLY = (
 
 SERVING = ("bentoml", "mlflow-skinny", "onnxruntime", "pika", "pymongo", "pydantic-settings")
 TENSORFLOW_ONLY = ("keras", "tensorflow-cpu", "tensorflow")
+# mlflow.keras and mlflow.pyfunc import it; a lean process reads the MLmodel file itself and MLflow's client
+# imports it only where installed (tests/integration/test_model_zoo.py runs a lean process without it).
+PANDAS = ("pandas",)
 
 
 @pytest.mark.parametrize(
     ("requirements", "needs", "never"),
     [
-        (REQUIREMENTS, SERVING + TENSORFLOW_ONLY[:2], TRAINING_ONLY),
-        (LEAN_REQUIREMENTS, SERVING, TRAINING_ONLY + TENSORFLOW_ONLY),
+        (REQUIREMENTS, SERVING + TENSORFLOW_ONLY[:2] + PANDAS, TRAINING_ONLY),
+        (LEAN_REQUIREMENTS, SERVING, TRAINING_ONLY + TENSORFLOW_ONLY + PANDAS),
     ],
     ids=["tensorflow", "lean"],
 )
