@@ -496,10 +496,11 @@ def test_each_version_s_evidence_drift_labels_a_switch_and_a_store_outage(
     store.stop()
     try:
         during = [client.post("/predict", json={"instances": row[None].tolist()}) for row in same[:60]]
+        # Down longer than a write waits for it (MONGO_TIMEOUT_MS): the records in hand are given up, counted.
+        wait_until(lambda: _dropped_on_metrics(client, "2") > 0, 30, "dropped records on /metrics")
     finally:
         store.start()
     assert {answer.status_code for answer in during} == {200}
-    wait_until(lambda: _dropped_on_metrics(client, "2") > 0, 30, "dropped records on /metrics")
     _send(
         client, same[:8], jobs_every=100
     )  # the store answers again: the drops are tallied with the next group
