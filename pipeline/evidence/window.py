@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 from pymongo.database import Database
 
-from service.evidence.records import LABELS, RECORDS, TALLIES
+from service.evidence.records import LABELS, RECORDS, TALLIES, expand
 from service.models.contract import ModelContract, Rows, join_rows
-from service.models.row_bytes import decode_rows
 
 READ_LIMIT = 50_000
 ID_CHUNK = 1000
@@ -66,18 +65,24 @@ def read(
 ) -> Window:
     window = Window(name, version, since)
     query: dict[str, Any] = {"model": {"$eq": name}, "version": {"$eq": version}}
-    if since is not None:  # by epoch seconds: nx-27017 compares datetimes to the second
-        query["t"] = {"$gte": since.timestamp()}
-    window.requests = int(database.command("count", RECORDS, query=query)["n"])
+    floor = since.timestamp() if since is not None else None
+    if floor is not None:  # by epoch seconds: nx-27017 compares datetimes to the second
+        query["t_last"] = {"$gte": floor}
+    window.requests = sum(_within(bundle["t"], floor) for bundle in database[RECORDS].find(query, {"t": 1}))
     tally = database[TALLIES].find_one({"_id": f"{name}/{version}"})
-    window.dropped = int(tally["dropped"]) if tally else 0
-    records = list(database[RECORDS].find(query).sort("t", -1).limit(limit))
+    window.dropped = int(tally.get("dropped", 0)) if tally else 0
+    records: list[dict[str, Any]] = []
+    for bundle in database[RECORDS].find(query).sort("t_last", -1):  # the newest first
+        records += [record for record in expand(bundle) if floor is None or record["t"] >= floor]
+        if len(records) >= limit:
+            break
+    records = sorted(records, key=lambda record: -record["t"])[:limit]
     window.read = len(records)
     if not records:
         return window
     window.first, window.last = records[-1]["at"], records[0]["at"]
     window.rows = sum(record["n_rows"] for record in records)
-    sampled = [decode_rows(record) for record in records if "inputs" in record]
+    sampled = [record["inputs"] for record in records if "inputs" in record]
     if sampled:
         window.inputs = join_rows(sampled)
     window.outputs = {
@@ -111,6 +116,16 @@ def _labels(database: Database, request_ids: list[str]) -> Iterator[dict[str, An
     for start in range(0, len(request_ids), ID_CHUNK):
         chunk = request_ids[start : start + ID_CHUNK]
         yield from database[LABELS].find({"request_id": {"$in": chunk}})
+
+
+def recorded_since(database: Database, since: dt.datetime) -> int:
+    """Records of any version since `since`."""
+    floor = since.timestamp()
+    return sum(_within(b["t"], floor) for b in database[RECORDS].find({"t_last": {"$gte": floor}}, {"t": 1}))
+
+
+def _within(times: list[float], floor: float | None) -> int:
+    return len(times) if floor is None else sum(t >= floor for t in times)
 
 
 def median(values: list[float]) -> float | None:

@@ -31,9 +31,9 @@ from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
-from service.models.contract import ModelContract, Outputs, Rows
+from service.models.contract import ModelContract, Outputs, Rows, join_rows
 from service.models.reference import summary
-from service.models.row_bytes import encode_rows
+from service.models.row_bytes import decode_rows, encode_rows
 from service.settings import EvidenceSettings
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ class Recorder:
         self._flush_s = settings.evidence_flush_ms / 1000
         self._dropped_here: Counter[tuple[str, str]] = Counter()  # on the client's path, by version
         self._lock = threading.Lock()  # the writer's counts against `add`'s drop count
-        self._untallied: Counter[tuple[str, str]] = Counter()  # dropped, not yet added to the store's tally
+        # Per version, counts not yet added to the store's tallies (logged, sampled, dropped).
+        self._untallied: dict[tuple[str, str], Counter[str]] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._outage = False
@@ -189,24 +190,15 @@ class Recorder:
         documents, versions, with_inputs = self._documents(pending)
         with self._lock:
             dropped, self._dropped_here = self._dropped_here, Counter()
-        self._untallied.update(dropped)
         self._count("dropped", dropped)
+        self._tally("dropped", dropped)
         try:
             self._ensure_indexes()
             if documents:
                 self._records.insert_many(documents, ordered=False)
-            if self._untallied:
-                self._tallies.bulk_write(
-                    [
-                        UpdateOne({"_id": f"{name}/{version}"}, {"$inc": {"dropped": n}}, upsert=True)
-                        for (name, version), n in self._untallied.items()
-                    ],
-                    ordered=False,
-                )
-                self._untallied.clear()
         except PyMongoError as exc:
-            self._untallied.update(versions)
             self._count("dropped", versions)
+            self._tally("dropped", versions)
             if not self._outage:
                 log.warning("evidence store unavailable, dropping records until it answers: %s", _short(exc))
             self._outage = True
@@ -216,15 +208,34 @@ class Recorder:
         self._outage = False
         self._count("logged", versions)
         self._count("sampled", with_inputs)
+        self._tally("logged", versions)
+        self._tally("sampled", with_inputs)
+        if not self._untallied:
+            return
+        try:  # what each version recorded and lost, all time: /model and the monitor read it
+            self._tallies.bulk_write(
+                [
+                    UpdateOne({"_id": f"{name}/{version}"}, {"$inc": dict(counts)}, upsert=True)
+                    for (name, version), counts in self._untallied.items()
+                ],
+                ordered=False,
+            )
+            self._untallied.clear()
+        except PyMongoError:
+            pass  # kept, for the next write
+
+    def _tally(self, outcome: str, counts: Counter[tuple[str, str]]) -> None:
+        for version, n in counts.items():
+            if n:
+                self._untallied.setdefault(version, Counter())[outcome] += n
 
     def _documents(
         self, pending: Sequence[_Pending]
     ) -> tuple[list[dict[str, Any]], Counter[tuple[str, str]], Counter[tuple[str, str]]]:
+        """One bundle a version: its records as columns, every row's outputs in short, the sampled rows."""
         share = self._settings.evidence_sample
         summaries: dict[int, tuple[dict[str, dict[str, list[Any]]], list[int]]] = {}
-        documents = []
-        versions: Counter[tuple[str, str]] = Counter()
-        with_inputs: Counter[tuple[str, str]] = Counter()
+        bundles: dict[tuple[str, str], _Bundle] = {}
         for item in pending:
             answered = item.answered
             model = answered.model
@@ -234,43 +245,116 @@ class Recorder:
                 outputs = {
                     output.name: summary(output, answered.outputs[output.name]) for output in contract.outputs
                 }
-                starts = [0, *np.cumsum(answered.counts).tolist()]
-                summaries[key] = (outputs, starts)
+                summaries[key] = (outputs, [0, *np.cumsum(answered.counts).tolist()])
             outputs, starts = summaries[key]
-            start, end = starts[item.position], starts[item.position + 1]
-            document: dict[str, Any] = {
-                "request_id": item.ident,
-                "at": datetime.fromtimestamp(item.at, UTC),  # for the TTL index
-                "t": item.at,  # epoch seconds, for windows: nx-27017 compares datetimes to the second
-                "kind": item.kind,
-                "model": model.name,
-                "version": model.version,
-                "latency_ms": round(item.latency_s * 1000, 3),
-                "n_rows": end - start,
-                "outputs": {
-                    name: {part: values[start:end] for part, values in parts.items()}
-                    for name, parts in outputs.items()
-                },
-            }
             version = (model.name, model.version)
-            if sampled(item.ident, share):
-                document["inputs"] = encode_rows(item.rows)
-                with_inputs[version] += 1
-            versions[version] += 1
-            documents.append(document)
+            bundle = bundles.get(version) or bundles.setdefault(version, _Bundle())
+            bundle.add(
+                item, outputs, starts[item.position], starts[item.position + 1], sampled(item.ident, share)
+            )
+        documents = [bundle.document(name, version) for (name, version), bundle in bundles.items()]
+        versions = Counter({version: len(bundle.ids) for version, bundle in bundles.items()})
+        with_inputs = Counter({version: len(bundle.sampled) for version, bundle in bundles.items()})
         return documents, versions, with_inputs
 
     def _ensure_indexes(self) -> None:
         if self._indexed:
             return
-        self._records.create_index([("model", ASCENDING), ("version", ASCENDING), ("t", ASCENDING)])
-        self._records.create_index("request_id")
+        self._records.create_index([("model", ASCENDING), ("version", ASCENDING), ("t_last", ASCENDING)])
+        self._records.create_index("t_last")
         self._records.create_index("at", expireAfterSeconds=self._settings.evidence_retention_s)
         self._indexed = True
 
     def _count(self, outcome: str, counts: Counter[tuple[str, str]]) -> None:
         for (name, version), n in counts.items():
             self._metric.labels(name, version, outcome).inc(n)
+
+
+class _Bundle:
+    """The records of one version in one write, as columns (one document: the store's work is per document)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.times: list[float] = []
+        self.kinds: list[str] = []
+        self.latencies: list[float] = []
+        self.n_rows: list[int] = []
+        self.outputs: dict[str, dict[str, list[Any]]] = {}
+        self.sampled: list[int] = []  # positions of the records that keep their inputs
+        self.rows: list[Rows] = []
+
+    def add(
+        self, item: _Pending, outputs: dict[str, dict[str, list[Any]]], start: int, end: int, keep: bool
+    ) -> None:
+        if keep:
+            self.sampled.append(len(self.ids))
+            self.rows.append(item.rows)
+        self.ids.append(item.ident)
+        self.times.append(item.at)
+        self.kinds.append(item.kind)
+        self.latencies.append(round(item.latency_s * 1000, 3))
+        self.n_rows.append(end - start)
+        for name, parts in outputs.items():
+            columns = self.outputs.setdefault(name, {part: [] for part in parts})
+            for part, values in parts.items():
+                columns[part] += values[start:end]
+
+    def document(self, name: str, version: str) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "model": name,
+            "version": version,
+            "at": datetime.fromtimestamp(self.times[0], UTC),  # for the TTL index
+            "t_first": min(
+                self.times
+            ),  # epoch seconds, for windows: nx-27017 compares datetimes to the second
+            "t_last": max(self.times),
+            "n": len(self.ids),
+            "request_id": self.ids,
+            "t": self.times,
+            "kind": self.kinds,
+            "latency_ms": self.latencies,
+            "n_rows": self.n_rows,
+            "outputs": self.outputs,
+            "sampled": self.sampled,
+        }
+        if self.rows:
+            document["inputs"] = encode_rows(join_rows(self.rows))
+        return document
+
+
+def expand(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """A bundle's records, one dict each: request_id, t, at, kind, model, version, latency_ms, n_rows, outputs
+    (each output's parts for the record's rows) and, for a sampled record, inputs (its rows by input name)."""
+    sampled_rows: dict[int, Rows] = {}
+    if bundle.get("sampled"):
+        counts = [bundle["n_rows"][i] for i in bundle["sampled"]]
+        rows = decode_rows({"n_rows": sum(counts), "inputs": bundle["inputs"]})
+        starts = [0, *np.cumsum(counts).tolist()]
+        for k, i in enumerate(bundle["sampled"]):
+            sampled_rows[i] = {name: values[starts[k] : starts[k + 1]] for name, values in rows.items()}
+    records = []
+    start = 0
+    for i, ident in enumerate(bundle["request_id"]):
+        end = start + bundle["n_rows"][i]
+        record = {
+            "request_id": ident,
+            "t": bundle["t"][i],
+            "at": datetime.fromtimestamp(bundle["t"][i], UTC),
+            "kind": bundle["kind"][i],
+            "model": bundle["model"],
+            "version": bundle["version"],
+            "latency_ms": bundle["latency_ms"][i],
+            "n_rows": bundle["n_rows"][i],
+            "outputs": {
+                name: {part: values[start:end] for part, values in parts.items()}
+                for name, parts in bundle["outputs"].items()
+            },
+        }
+        if i in sampled_rows:
+            record["inputs"] = sampled_rows[i]
+        records.append(record)
+        start = end
+    return records
 
 
 def store_client(settings: EvidenceSettings) -> MongoClient:

@@ -1,7 +1,7 @@
 """The current window's evidence as `GET /model` shows it: for the version answering now, across every process
 that records into the store (the numbers a person checks before running `python -m pipeline monitor`).
 
-    requests        records of the version in the store
+    requests        records the version's processes wrote to the store (its tally, all time)
     latest          the newest LATEST records: their rows, the rows sampled, the rows labelled (POST /feedback)
     dropped         records of the version the served processes could not write (their tally in the store)
     most_drifted    the input features whose sampled rows are farthest from the version's held-out rows:
@@ -24,10 +24,9 @@ import numpy as np
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from service.evidence.records import LABELS, RECORDS, TALLIES, Recorder
+from service.evidence.records import LABELS, RECORDS, TALLIES, Recorder, expand
 from service.models import reference as references
 from service.models.contract import ModelContract, join_rows
-from service.models.row_bytes import decode_rows
 from service.settings import EvidenceSettings
 
 CACHE_S = 10.0
@@ -61,15 +60,20 @@ class WindowView:
     def _read(self, model: Any) -> dict[str, Any]:
         query = {"model": {"$eq": model.name}, "version": {"$eq": model.version}}
         try:
-            requests = int(self._database.command("count", RECORDS, query=query)["n"])
-            tally = self._database[TALLIES].find_one({"_id": f"{model.name}/{model.version}"})
-            latest = list(self._database[RECORDS].find(query).sort("t", -1).limit(LATEST))
+            tally = self._database[TALLIES].find_one({"_id": f"{model.name}/{model.version}"}) or {}
+            latest: list[dict[str, Any]] = []
+            for bundle in self._database[RECORDS].find(query).sort("t_last", -1):
+                latest += expand(bundle)
+                if len(latest) >= LATEST:
+                    break
+            latest = sorted(latest, key=lambda record: -record["t"])[:LATEST]
             ids = [record["request_id"] for record in latest]
             # Counted here: a count_documents is an aggregation on nx-27017, a copy of the collection.
             labelled = sum(1 for _ in self._database[LABELS].find({"request_id": {"$in": ids}}, {"_id": 1}))
         except PyMongoError:
             return {"store": "unavailable"}
-        sampled = [decode_rows(record) for record in latest if "inputs" in record]
+        requests = int(tally.get("logged", 0))
+        sampled = [record["inputs"] for record in latest if "inputs" in record]
         return {
             "requests": requests,
             "latest": {
@@ -78,7 +82,7 @@ class WindowView:
                 "sampled_rows": sum(len(next(iter(rows.values()))) for rows in sampled),
                 "labelled_rows": labelled,
             },
-            "dropped": int(tally["dropped"]) if tally else 0,
+            "dropped": int(tally.get("dropped", 0)),
             "most_drifted": most_drifted(model.contract, model.reference, sampled),
         }
 

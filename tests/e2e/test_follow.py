@@ -389,13 +389,11 @@ def _send(client: httpx.Client, rows: np.ndarray, jobs_every: int = 5) -> list[t
 def _recorded(settings: Any, since: Any, n: int) -> None:
     from pymongo import MongoClient
 
-    from service.evidence.records import RECORDS
+    from pipeline.evidence.window import recorded_since
 
     with MongoClient(settings.mongo_url) as mongo:
-        records = mongo[settings.mongo_database][RECORDS]
-        wait_until(
-            lambda: records.count_documents({"t": {"$gte": since.timestamp()}}) >= n, 30, f"{n} records"
-        )
+        database = mongo[settings.mongo_database]
+        wait_until(lambda: recorded_since(database, since) >= n, 30, f"{n} records")
 
 
 def _monitor(registry: Registry, settings: Any, *args: str) -> str:

@@ -13,8 +13,7 @@ from support.job_servers import nx_server
 from support.models import DIGITS_LIKE
 from support.processes import free_port, wait_until
 
-from service.evidence.records import RECORDS, TALLIES, Call, Recorder, sampled
-from service.models.row_bytes import decode_rows
+from service.evidence.records import RECORDS, TALLIES, Call, Recorder, expand, sampled
 
 
 class Version:
@@ -47,7 +46,9 @@ def test_each_request_is_recorded_with_its_outputs_and_a_hashed_sample_keeps_its
     recorder.close()
 
     client = MongoClient(settings.mongo_url, tz_aware=True)
-    found = {d["request_id"]: d for d in client[settings.mongo_database][RECORDS].find()}
+    bundles = list(client[settings.mongo_database][RECORDS].find())
+    assert len(bundles) == 1 and bundles[0]["n"] == 3  # one document a version a write: the store's work
+    found = {d["request_id"]: d for bundle in bundles for d in expand(bundle)}
     assert sorted(found) == ids
     classes = call.outputs["probabilities"].argmax(axis=1).tolist()
     starts = [0, 1, 4, 6]
@@ -63,8 +64,7 @@ def test_each_request_is_recorded_with_its_outputs_and_a_hashed_sample_keeps_its
         assert record["latency_ms"] == round(2.0 * (i + 1), 3)
         assert ("inputs" in record) == sampled(ident, 0.5)
         if "inputs" in record:
-            kept = decode_rows({"n_rows": record["n_rows"], "inputs": record["inputs"]})
-            assert np.array_equal(kept["pixels"], rows[i]["pixels"])
+            assert np.array_equal(record["inputs"]["pixels"], rows[i]["pixels"])
     kept = sum(sampled(ident, 0.5) for ident in ids)
     assert (_sample(registry, "logged"), _sample(registry, "sampled"), _sample(registry, "dropped")) == (
         3,
@@ -110,14 +110,14 @@ def test_a_store_that_is_down_drops_and_counts_records_without_holding_the_calle
         recorder.close(timeout_s=10)
         client = MongoClient(url, tz_aware=True)
         database = client[settings.mongo_database]
-        written = database[RECORDS].count_documents({})
+        written = sum(bundle["n"] for bundle in database[RECORDS].find())
         tally = database[TALLIES].find_one({"_id": "digits/3"})
         client.close()
     dropped = _sample(registry, "dropped")
     assert written >= 1  # "after", at least, the first record once the store answers
     assert written + dropped == 1_001  # each record is written or counted as dropped, none vanishes
     assert dropped >= 900  # at most the buffer (100) and a group in hand outlived the outage
-    assert tally is not None and tally["dropped"] == dropped
+    assert tally is not None and (tally["dropped"], tally["logged"]) == (dropped, written)
     assert _sample(registry, "logged") == written
 
 
@@ -130,13 +130,22 @@ def test_the_job_worker_records_each_finished_job_under_its_id(
     jobs = [submitter.submit(kit.array(n, first_pixel=n)) for n in (1, 4, 2)]
     results = kit.wait_final(store, [job.id for job in jobs])
     client = MongoClient(settings.mongo_url, tz_aware=True)
-    records = client[settings.mongo_database][RECORDS]
-    wait_until(lambda: records.count_documents({"kind": "job"}) == 3, 10, "3 job records")
+    bundles = client[settings.mongo_database][RECORDS]
+    expanded: dict[str, dict] = {}
+    wait_until(
+        lambda: (
+            len(expanded.update({r["request_id"]: r for b in bundles.find() for r in expand(b)}) or expanded)
+            == 3
+        ),
+        10,
+        "3 job records",
+    )
     for job in jobs:
-        record = records.find_one({"request_id": job.id})
+        record = expanded[job.id]
+        assert record["kind"] == "job"
         assert (record["model"], record["version"], record["n_rows"]) == ("fake-digits", "7", job.n_rows)
         assert record["outputs"]["probabilities"]["class"] == results[job.id]["result"]["predictions"]
-        assert decode_rows(record)["pixels"][:, 0].tolist() == [job.n_rows] * job.n_rows
+        assert record["inputs"]["pixels"][:, 0].tolist() == [job.n_rows] * job.n_rows
         assert record["latency_ms"] > 0
     client.close()
     recorder.close()
