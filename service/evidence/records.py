@@ -40,8 +40,7 @@ log = logging.getLogger(__name__)
 RECORDS = "requests"
 LABELS = "labels"
 TALLIES = "evidence_tallies"
-OUTCOMES = ("logged", "sampled", "dropped")
-YIELD_EVERY = 32  # records the writer builds between two chances for the serving thread to take the GIL  # on /metrics: written, written with inputs, lost
+OUTCOMES = ("logged", "sampled", "dropped")  # on /metrics: written, written with inputs, lost
 
 
 class Answerer(Protocol):
@@ -237,9 +236,7 @@ class Recorder:
         share = self._settings.evidence_sample
         summaries: dict[int, tuple[dict[str, dict[str, list[Any]]], list[int]]] = {}
         bundles: dict[tuple[str, str], _Bundle] = {}
-        for n, item in enumerate(pending):
-            if n % YIELD_EVERY == YIELD_EVERY - 1:
-                time.sleep(0)  # give the GIL back: the event loop waits for it at most this long, not 5 ms
+        for item in pending:
             answered = item.answered
             model = answered.model
             key = id(answered)
