@@ -10,7 +10,7 @@ Records go to an nx-27017 process of the benchmark's own (or MONGO_URL), as in p
 Reported: requests/s and p99 per run, the medians, and the ratios against `off` in the same round; the records
 each point logged and dropped (from /metrics), so a ratio bought by dropping records shows. Targets (issue 31):
 sample at least 0.95x the requests/s and at most 1.1x the p99 of off; all at least 0.85x. Writes
-docs/benchmarks/evidence.md. (Jobs: `./noxw -s bench -- jobs --cases 0,1`, records on against off.)
+docs/benchmarks/evidence.md. (Jobs: `./noxw -s bench -- jobs --cases 0,1 --out docs/benchmarks/evidence-jobs.md`, records on against off.)
 """
 
 from __future__ import annotations
