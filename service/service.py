@@ -92,7 +92,7 @@ jobs = served_jobs_app(_open_jobs, JobRequest)
 # The Open Inference Protocol (KServe, Triton clients): the same validation and batching as /predict.
 inference = inference_app(settings.max_rows, platform="tensorflow_keras")
 # Labels of answered rows, by request id (service/evidence/feedback.py).
-feedback = feedback_route.feedback_app(settings)
+feedback = feedback_route.feedback_app(settings, contract)
 
 
 @bentoml.service(

@@ -16,15 +16,17 @@ still be in a worker's buffer when its label arrives.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictFloat, StrictInt, StrictStr, create_model
 from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 from pymongo.write_concern import WriteConcern
@@ -59,8 +61,56 @@ class Feedback(BaseModel):
     labels: list[Label] = Field(min_length=1, description="The labels, at most MAX_LABELS a request.")
 
 
-def feedback_app(settings: EvidenceSettings) -> FastAPI:
-    """The app, mounted at /feedback; `serve(app, contract)` tells it the served contract."""
+def body_model(contract: ModelContract | None) -> type[BaseModel]:
+    """The body `POST /feedback` takes for `contract`, as exact as its document can say it (each output's labels:
+    class indices in range or class names, lists of them, numbers of the output's width; the output named when
+    there are several), so that a client generated from the document sends only labels the route stores. Without
+    a contract (none stored when the service was defined), any label, checked when it arrives."""
+    if contract is None:
+        return Feedback
+    kinds = []
+    for i, output in enumerate(contract.outputs):
+        named: Any = Literal[output.name]
+        kinds.append(
+            create_model(
+                f"Label{i}" if len(contract.outputs) > 1 else "Label",
+                __config__=ConfigDict(extra="forbid"),
+                id=(RequestId, ...),
+                row=(Annotated[int, Strict()], Field(default=0, ge=0, le=1_000_000)),
+                output=(named, None) if contract.single_output else (named, ...),  # omitted, or named
+                label=(_label_type(output), ...),
+            )
+        )
+    label: Any = kinds[0] if len(kinds) == 1 else Annotated[_union(kinds), Field(discriminator="output")]
+    return create_model(
+        "Feedback",
+        __config__=ConfigDict(extra="forbid"),
+        labels=(list[label], Field(min_length=1, description="The labels, at most MAX_LABELS a request.")),
+    )
+
+
+def _union(kinds: list[Any]) -> Any:
+    return functools.reduce(operator.or_, kinds)
+
+
+def _label_type(output: Output) -> Any:
+    if output.task == "regression":
+        number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+        width = max(1, output.tensor.width)
+        if output.tensor.shape in ((), (1,)):
+            return number
+        return Annotated[list[number], Field(min_length=width, max_length=width)]
+    n = output.n_classes or 0
+    index: Any = Annotated[int, Strict(), Field(ge=0, le=max(0, n - 1))]
+    one: Any = index | Literal[tuple(output.class_names)] if output.class_names else index
+    if output.task == "multilabel":
+        return Annotated[list[one], Field(max_length=10_000)]
+    return one
+
+
+def feedback_app(settings: EvidenceSettings, contract: ModelContract | None = None) -> FastAPI:
+    """The app, mounted at /feedback, its body made for `contract` (`body_model`); `serve(app, contract)` tells
+    it the served contract."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,7 +132,6 @@ def feedback_app(settings: EvidenceSettings) -> FastAPI:
             return JSONResponse(error_document(400, "the body is not valid JSON"), 400)
         return JSONResponse(validation_document(errors), 422)
 
-    @app.post("/", status_code=200)
     def send_feedback(body: Feedback, request: Request) -> JSONResponse:
         """The true labels (classifiers) or values (regressions) of answered rows, by request id and row."""
         if len(body.labels) > settings.max_labels:
@@ -106,6 +155,8 @@ def feedback_app(settings: EvidenceSettings) -> FastAPI:
             return JSONResponse(error_document(503, detail), 503)
         return JSONResponse({"stored": len(writes)})
 
+    send_feedback.__annotations__["body"] = body_model(contract)  # a class made here: FastAPI reads it as is
+    app.post("/", status_code=200)(send_feedback)
     return app
 
 

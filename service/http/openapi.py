@@ -248,6 +248,8 @@ def _nullable(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     node = {key: _nullable(value) for key, value in node.items()}
+    if "const" in node:  # JSON Schema's (a Literal of one value); OpenAPI 3.0 has only `enum`
+        node["enum"] = [node.pop("const")]
     alternatives = node.get("anyOf")
     if isinstance(alternatives, list) and {"type": "null"} in alternatives:
         rest = [item for item in alternatives if item != {"type": "null"}]
