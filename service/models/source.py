@@ -266,11 +266,24 @@ def model_source(
         return ModelSource(initial, lineage, on_change=on_change)
     from service.models.webhook import nudge_file
 
+    _import_before_threads()
     follower = Follower(settings, settings.follow_alias)
     nudges = nudge_file(settings.data_dir, settings.model_name)
     source = ModelSource(initial, lineage, follower, f"following @{settings.follow_alias}", on_change, nudges)
     source.start(settings.follow_interval_s)
     return source
+
+
+def _import_before_threads() -> None:
+    """MLflow, and pandas where it is installed, imported whole here, before the follower's thread starts: imported
+    there by its first poll, a request meanwhile saw pandas half-initialized in BentoML's model-store check
+    (`LazyType("pandas", "Series")`: AttributeError, a 500). The lean image has no pandas."""
+    import contextlib
+
+    import mlflow.tracking  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import pandas  # noqa: F401
 
 
 def prometheus_reporter() -> Callable[[str, str], None]:
