@@ -373,21 +373,24 @@ def _short(exc: Exception) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-_counters: dict[int, Any] = {}
+_counters: dict[int, tuple[Any, Any]] = {}  # id of a registry -> (that registry, its counter)
 
 
 def _records_counter(registry: Any) -> Any:
-    """One counter per registry (prometheus_client's default one in a served process)."""
+    """One counter per registry (prometheus_client's default one in a served process). Keyed by the registry's
+    id and checked to be the same object: a registry collected and a new one at its address get their own."""
     from prometheus_client import REGISTRY
     from prometheus_client import Counter as Metric
 
     registry = registry or REGISTRY
-    if id(registry) not in _counters:
-        _counters[id(registry)] = Metric(
+    known = _counters.get(id(registry))
+    if known is None or known[0] is not registry:
+        metric = Metric(
             "nbship_evidence_records",
             "Records of answered requests and jobs: logged (written), sampled (written with their inputs), "
             "dropped (buffer full or store down).",
             ["model", "version", "outcome"],
             registry=registry,
         )
-    return _counters[id(registry)]
+        known = _counters[id(registry)] = (registry, metric)
+    return known[1]

@@ -147,7 +147,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 
 @pytest.fixture(scope="module")
 def following_settings(store: Store, amqp_url: str) -> Iterator[Any]:
-    settings = fresh_job_settings(store.url, amqp_url, evidence_sample=0.5)
+    settings = fresh_job_settings(
+        store.url, amqp_url, evidence_sample=1.0
+    )  # every row: a drift test of its own
     yield settings
     delete_queues(settings)
 
@@ -156,8 +158,8 @@ def following_settings(store: Store, amqp_url: str) -> Iterator[Any]:
 def following(
     registry: Registry, packaged_champion: str, following_settings: Any, tmp_path_factory
 ) -> Iterator[httpx.Client]:
-    """The service (2 workers) and a job worker, both following @champion every 0.5 s; half the answers keep
-    their inputs in their records."""
+    """The service (2 workers) and a job worker, both following @champion every 0.5 s; every answer keeps
+    its inputs in its record (the hashed sample is the integration tests')."""
     folder = tmp_path_factory.mktemp("following")
     env = (
         {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -341,7 +343,8 @@ def test_each_version_s_evidence_drift_labels_a_switch_and_a_store_outage(
     assert bad.headers["x-request-id"] != "x" * 129
 
     split = load_split()
-    same, shifted = split.x_train[:400], split.x_train[400:800].copy()
+    # The shifted rows are the same rows with two pixels moved: no other difference for the test to find.
+    same, shifted = split.x_train[:400], split.x_train[:400].copy()
     shifted[:, list(SHIFTED)] = np.clip(shifted[:, list(SHIFTED)] + 8, 0, 16)
     start = dt.datetime.now(dt.UTC)
     sent = _send(client, same)
