@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pymongo.database import Database
 
-from service.evidence.records import LABELS, RECORDS, TALLIES, expand
+from service.evidence.records import LABELS, RECORDS, TALLIES, newest
 from service.models.contract import ModelContract, Rows, join_rows
 
 READ_LIMIT = 50_000
@@ -71,12 +71,7 @@ def read(
     window.requests = sum(_within(bundle["t"], floor) for bundle in database[RECORDS].find(query, {"t": 1}))
     tally = database[TALLIES].find_one({"_id": f"{name}/{version}"})
     window.dropped = int(tally.get("dropped", 0)) if tally else 0
-    records: list[dict[str, Any]] = []
-    for bundle in database[RECORDS].find(query).sort("t_last", -1):  # the newest first
-        records += [record for record in expand(bundle) if floor is None or record["t"] >= floor]
-        if len(records) >= limit:
-            break
-    records = sorted(records, key=lambda record: -record["t"])[:limit]
+    records = newest(database[RECORDS], query, limit, floor)
     window.read = len(records)
     if not records:
         return window

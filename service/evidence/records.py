@@ -31,9 +31,10 @@ from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
-from service.models.contract import ModelContract, Outputs, Rows, join_rows
+from service.models.contract import Outputs, Rows, join_rows
 from service.models.reference import summary
 from service.models.row_bytes import decode_rows, encode_rows
+from service.models.source import Model
 from service.settings import EvidenceSettings
 
 log = logging.getLogger(__name__)
@@ -43,24 +44,11 @@ TALLIES = "evidence_tallies"
 OUTCOMES = ("logged", "sampled", "dropped")  # on /metrics: written, written with inputs, lost
 
 
-class Answerer(Protocol):
-    """The version that answered (service.models.source.Model)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def version(self) -> str: ...
-
-    @property
-    def contract(self) -> ModelContract: ...
-
-
 class Answered(Protocol):
     """One model call's outputs and the rows each request or job of it had (service.serving.predictions.Batch)."""
 
     @property
-    def model(self) -> Answerer: ...
+    def model(self) -> Model: ...
 
     @property
     def outputs(self) -> Outputs: ...
@@ -73,7 +61,7 @@ class Answered(Protocol):
 class Call:
     """An `Answered` of the job worker's: a micro-batch's outputs and each job's rows."""
 
-    model: Answerer
+    model: Model
     outputs: Outputs
     counts: list[int]
 
@@ -355,6 +343,19 @@ def expand(bundle: dict[str, Any]) -> list[dict[str, Any]]:
         records.append(record)
         start = end
     return records
+
+
+def newest(
+    records: Collection, query: dict[str, Any], limit: int, floor: float | None = None
+) -> list[dict[str, Any]]:
+    """The newest `limit` records of the bundles `query` selects, newest first (`floor`: only those at or after
+    that epoch second): bundles are read newest first, and no further than the limit needs."""
+    found: list[dict[str, Any]] = []
+    for bundle in records.find(query).sort("t_last", -1):
+        found += [record for record in expand(bundle) if floor is None or record["t"] >= floor]
+        if len(found) >= limit:
+            break
+    return sorted(found, key=lambda record: -record["t"])[:limit]
 
 
 def store_client(settings: EvidenceSettings) -> MongoClient:

@@ -24,7 +24,7 @@ import numpy as np
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from service.evidence.records import LABELS, RECORDS, TALLIES, Recorder, expand
+from service.evidence.records import LABELS, RECORDS, TALLIES, Recorder, newest
 from service.models import reference as references
 from service.models.contract import ModelContract, join_rows
 from service.settings import EvidenceSettings
@@ -61,12 +61,7 @@ class WindowView:
         query = {"model": {"$eq": model.name}, "version": {"$eq": model.version}}
         try:
             tally = self._database[TALLIES].find_one({"_id": f"{model.name}/{model.version}"}) or {}
-            latest: list[dict[str, Any]] = []
-            for bundle in self._database[RECORDS].find(query).sort("t_last", -1):
-                latest += expand(bundle)
-                if len(latest) >= LATEST:
-                    break
-            latest = sorted(latest, key=lambda record: -record["t"])[:LATEST]
+            latest = newest(self._database[RECORDS], query, LATEST)
             ids = [record["request_id"] for record in latest]
             # Counted here: a count_documents is an aggregation on nx-27017, a copy of the collection.
             labelled = sum(1 for _ in self._database[LABELS].find({"request_id": {"$in": ids}}, {"_id": 1}))
